@@ -162,7 +162,9 @@ class Provider(Protocol):
     def validate_participant(self, row: Mapping[str, Any], index: int = 0) -> list[FieldError]: ...
     def prepare(self, body: Mapping[str, Any], credential: Credential) -> dict[str, Any]: ...
     def summarize(self, body: Mapping[str, Any]) -> Summary: ...
-    def body_from_fields(self, fields: Mapping[str, str], participants: list[Mapping[str, str]]) -> dict[str, Any]: ...
+    def body_from_fields(
+        self, fields: Mapping[str, str], participants: list[Mapping[str, str]]
+    ) -> dict[str, Any]: ...
     def fields_from_body(self, body: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]: ...
     def build_request(self, body: Mapping[str, Any], credential: Credential) -> httpx.Request: ...
     def create(self, body: Mapping[str, Any], credential: Credential, http: Http) -> Created: ...
@@ -192,9 +194,15 @@ def check_base_url(value: str, path: str = "base_url") -> list[FieldError]:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return [FieldError(path, "Enter a URL such as https://api.example.com.")]
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        return [FieldError(path, "Give only the scheme and host (no path, query or user), e.g. https://api.example.com.")]
+        return [
+            FieldError(
+                path, "Give only the scheme and host (no path, query or user), e.g. https://api.example.com."
+            )
+        ]
     if parts.scheme == "http" and not is_loopback(parts.hostname):
-        return [FieldError(path, "Use https://; plain http:// is allowed only for 127.0.0.1, localhost or [::1].")]
+        return [
+            FieldError(path, "Use https://; plain http:// is allowed only for 127.0.0.1, localhost or [::1].")
+        ]
     return []
 
 

@@ -44,7 +44,9 @@ class Exchange:
         return asdict(self)
 
 
-def make_client(transport: httpx.BaseTransport | None = None, timeout: httpx.Timeout = TIMEOUT) -> httpx.Client:
+def make_client(
+    transport: httpx.BaseTransport | None = None, timeout: httpx.Timeout = TIMEOUT
+) -> httpx.Client:
     """The one httpx client shape: fixed timeouts, no redirects, our User-Agent."""
     return httpx.Client(
         transport=transport, timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
@@ -113,7 +115,11 @@ class Http:
             error = _transport_error(exc, request)
             exchange.error = error.message
             logger.warning(
-                "%s %s failed after %d ms: %s", exchange.method, exchange.url, exchange.duration_ms, error.message
+                "%s %s failed after %d ms: %s",
+                exchange.method,
+                exchange.url,
+                exchange.duration_ms,
+                error.message,
             )
             raise error from None
         exchange.duration_ms = round((time.perf_counter() - start) * 1000)
@@ -137,7 +143,9 @@ class Http:
 def _transport_error(exc: httpx.HTTPError, request: httpx.Request) -> ProviderError:
     host = request.url.host
     if isinstance(exc, httpx.ConnectTimeout):
-        return ProviderError(f"Could not connect to {host}: the connection timed out.", code="connect_timeout", permanent=False)
+        return ProviderError(
+            f"Could not connect to {host}: the connection timed out.", code="connect_timeout", permanent=False
+        )
     if isinstance(exc, httpx.TimeoutException):
         return ProviderError(
             f"{host} did not answer in time; the request may or may not have been processed.",
@@ -146,7 +154,11 @@ def _transport_error(exc: httpx.HTTPError, request: httpx.Request) -> ProviderEr
             outcome_unknown=request.method != "GET",
         )
     if isinstance(exc, httpx.ConnectError):
-        reason = "TLS handshake failed" if "SSL" in str(exc) or "certificate" in str(exc) else "connection refused or host unreachable"
+        reason = (
+            "TLS handshake failed"
+            if "SSL" in str(exc) or "certificate" in str(exc)
+            else "connection refused or host unreachable"
+        )
         return ProviderError(f"Could not connect to {host}: {reason}.", code="connect_error", permanent=False)
     if isinstance(exc, httpx.TooManyRedirects | httpx.UnsupportedProtocol):
         return ProviderError(f"Bad address for {host}: {exc}", code="bad_url")

@@ -9,6 +9,7 @@ Three layers, applied together by :func:`redact_exchange_parts`:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -71,7 +72,9 @@ def _is_secret_header(name: str) -> bool:
     return lowered in SECRET_HEADERS or any(word in lowered for word in SECRET_HEADER_WORDS)
 
 
-def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]], secrets: Iterable[str] = ()) -> dict[str, str]:
+def redact_headers(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]], secrets: Iterable[str] = ()
+) -> dict[str, str]:
     items = headers.items() if isinstance(headers, Mapping) else headers
     secrets = list(secrets)
     out: dict[str, str] = {}
@@ -87,7 +90,10 @@ def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]], secre
 def redact_data(value: Any, keys: set[str] = SECRET_JSON_KEYS) -> Any:
     """Mask secret keys in parsed JSON (dicts and lists, any depth)."""
     if isinstance(value, dict):
-        return {k: (MASK if k.lower() in keys and v not in (None, "") else redact_data(v, keys)) for k, v in value.items()}
+        return {
+            k: (MASK if k.lower() in keys and v not in (None, "") else redact_data(v, keys))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact_data(v, keys) for v in value]
     return value
@@ -103,10 +109,8 @@ def redact_body(body: bytes | str, content_type: str = "", secrets: Iterable[str
         pairs = parse_qsl(text, keep_blank_values=True)
         text = urlencode([(k, MASK if k.lower() in SECRET_FORM_KEYS else v) for k, v in pairs], safe="[]")
     elif "json" in ctype or text.lstrip()[:1] in ("{", "["):
-        try:
+        with contextlib.suppress(ValueError):
             text = json.dumps(redact_data(json.loads(text)), ensure_ascii=False)
-        except ValueError:
-            pass
     return redact_text(text, secrets)
 
 
