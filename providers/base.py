@@ -43,7 +43,8 @@ class ProviderError(Exception):
     ``message`` is the provider's own wording where it gave one; ``code`` its error code;
     ``status`` the HTTP status; ``permanent`` False when trying again later may succeed;
     ``outcome_unknown`` True when the request may have been processed (a read timeout on a create):
-    look the conversation up by its natural key before sending again.
+    look the conversation up by its natural key before sending again; ``existing_id`` the id of a
+    conversation that already exists when the provider refused a duplicate.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class ProviderError(Exception):
         permanent: bool = True,
         outcome_unknown: bool = False,
         retry_after: float | None = None,
+        existing_id: str | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -63,6 +65,7 @@ class ProviderError(Exception):
         self.permanent = permanent
         self.outcome_unknown = outcome_unknown
         self.retry_after = retry_after
+        self.existing_id = existing_id  # e.g. HighLevel's duplicate contact: the conversation that exists
 
     def __str__(self) -> str:
         return f"{self.message} (code {self.code})" if self.code else self.message
