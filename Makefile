@@ -1,0 +1,83 @@
+# convadmin — `make run` serves the app, `make test` runs the whole suite. Both bootstrap .venv themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# A Python >= 3.12: $(PYTHON) if given, else the first suitable one on PATH, else pyenv's installed versions.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3 python; do \
+	  c=$$(command -v $$p 2>/dev/null) && $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$c; exit 0; }; \
+	done; \
+	root=$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv); \
+	for c in $$(ls -d $$root/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
+	  $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$c; exit 0; }; \
+	done)
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Production-like settings for `check --deploy` (values are throwaway; nothing is stored).
+DEPLOY_ENV := DEBUG=0 SECRET_KEY=check-deploy-$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
+	ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())') \
+	SECURE_SSL_REDIRECT=1 SECURE_HSTS_SECONDS=31536000 SECURE_HSTS_INCLUDE_SUBDOMAINS=1 SECURE_HSTS_PRELOAD=1 \
+	ALLOWED_HOSTS=convadmin.example.com DATABASE_URL=sqlite:///:memory:
+
+.PHONY: help venv run test pytest lint format check deploy-check browser demo bench screenshots clean
+
+help:
+	@echo "make run    - create .venv, install, write .env (first run), migrate, serve http://$(HOST):$(PORT)"
+	@echo "make test   - the whole suite: ruff, manage.py check (+ --deploy), pytest"
+	@echo "make browser - Playwright journeys in Debian's chromium; make demo / bench / screenshots"
+
+$(VENV)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "error: no Python >= 3.12 found on PATH or under pyenv; install one or run make PYTHON=/path/to/python3.12" >&2; exit 1; fi
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || { echo "error: $(PYTHON) is older than 3.12" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+.env: | $(VENV)/.installed
+	@echo "Writing .env with a fresh SECRET_KEY and ENCRYPTION_KEYS (keep it; losing the key loses stored secrets)"
+	@umask 077; { \
+	  echo "SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')"; \
+	  echo "ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"; \
+	} > .env
+
+run: venv .env
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@echo "convadmin on http://$(HOST):$(PORT)/ (Ctrl-C stops)"
+	SECURE_COOKIES=$${SECURE_COOKIES:-0} DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+check: venv
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
+
+deploy-check: venv
+	env -u DJANGO_SETTINGS_MODULE $(DEPLOY_ENV) $(PY) manage.py check --deploy --fail-level WARNING
+
+pytest: venv
+	$(VENV)/bin/pytest
+
+test: lint check deploy-check pytest
+
+browser: venv
+	$(VENV)/bin/pytest -m browser -p no:randomly tests/browser
+
+demo: venv .env
+	@echo "not yet: the sandbox demo comes with the sandbox issue"
+
+bench: venv
+	@echo "not yet: the benchmark comes with the inspect issue"
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache

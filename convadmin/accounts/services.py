@@ -1,0 +1,91 @@
+"""User and role changes, each written with its audit event in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser, Group
+from django.db import transaction
+
+from convadmin.accounts.roles import ADMINISTRATOR, ROLES, user_roles
+from convadmin.audit.models import EventType
+from convadmin.audit.services import record
+
+User = get_user_model()
+SYSTEM_USERNAME = "system"
+
+
+def _set_role(user: AbstractUser, role: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"Unknown role {role!r}.")
+    user.groups.remove(*Group.objects.filter(name__in=ROLES).exclude(name=role))
+    user.groups.add(Group.objects.get(name=role))
+    user.__dict__.pop("_convadmin_roles", None)
+
+
+def role_of(user: AbstractUser) -> str:
+    roles = (
+        user_roles(user)
+        if user.is_active
+        else frozenset(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+    )
+    return next((r for r in (ADMINISTRATOR, *ROLES) if r in roles), "")
+
+
+def do_create_first_admin(username: str, email: str, password: str, *, ip: str | None = None) -> AbstractUser:
+    """Create the first administrator; refuses once any user exists (the setup page is then gone)."""
+    with transaction.atomic(durable=True):
+        if User.objects.select_for_update().exists():
+            raise PermissionError("An administrator already exists.")
+        user = User.objects.create_user(username=username, email=email, password=password, is_staff=True)
+        _set_role(user, ADMINISTRATOR)
+        record(EventType.FIRST_ADMIN_CREATED, actor=user, target=user, ip=ip, extra={"role": ADMINISTRATOR})
+    return user
+
+
+def do_create_user(
+    username: str, email: str, password: str, role: str, *, acting_user: AbstractUser, ip: str | None = None
+) -> AbstractUser:
+    with transaction.atomic(durable=True):
+        user = User.objects.create_user(
+            username=username, email=email, password=password, is_staff=role == ADMINISTRATOR
+        )
+        _set_role(user, role)
+        record(
+            EventType.USER_CREATED,
+            actor=acting_user,
+            target=user,
+            ip=ip,
+            extra={"role": role, "email": email},
+        )
+    return user
+
+
+def do_change_user(
+    user: AbstractUser, *, role: str, is_active: bool, acting_user: AbstractUser, ip: str | None = None
+) -> dict[str, Any]:
+    """Set a user's role and active flag; returns the audited old → new values ({} when nothing changed)."""
+    if user.pk == acting_user.pk and (not is_active or role != ADMINISTRATOR):
+        raise PermissionError("You cannot remove your own administrator role or deactivate yourself.")
+    with transaction.atomic(durable=True):
+        old = {"role": role_of(user), "is_active": user.is_active}
+        new = {"role": role, "is_active": is_active}
+        if old == new:
+            return {}
+        _set_role(user, role)
+        user.is_active = is_active
+        user.is_staff = role == ADMINISTRATOR
+        user.save(update_fields=["is_active", "is_staff"])
+        changes = {k: {"old": old[k], "new": new[k]} for k in old if old[k] != new[k]}
+        record(EventType.USER_CHANGED, actor=acting_user, target=user, ip=ip, extra=changes)
+    return changes
+
+
+def system_user() -> AbstractUser:
+    """The actor of command-line runs without ``--user``: an inactive account that cannot log in."""
+    user, created = User.objects.get_or_create(username=SYSTEM_USERNAME, defaults={"is_active": False})
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user

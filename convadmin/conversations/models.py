@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from convadmin.credentials.models import PROVIDER_CHOICES, Credential
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "Pending"
+    CREATED = "created", "Created"
+    FAILED = "failed", "Failed"
+
+
+class Conversation(models.Model):
+    """One attempt to create a conversation: saved as pending before the call, outcome after."""
+
+    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES)
+    credential = models.ForeignKey(Credential, on_delete=models.PROTECT, related_name="conversations")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    name = models.CharField(max_length=512, blank=True)
+    participants = models.JSONField(default=list, blank=True)  # identities as sent (summary)
+    participant_count = models.PositiveIntegerField(default=0)
+    #: Lower-cased name, participants and external id, for the list's search box.
+    search_text = models.TextField(blank=True)
+    request_body = models.JSONField(default=dict)  # the prepared body, as sent (no secrets in bodies)
+    response_body = models.JSONField(default=dict, blank=True)
+    provider_participants = models.JSONField(default=list, blank=True)  # as the provider reports them
+    external_id = models.CharField(max_length=255, blank=True)
+    error_message = models.TextField(blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome_unknown = models.BooleanField(default=False)
+    idempotency_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="conv_created"),
+            models.Index(fields=["provider", "-created_at", "-id"], name="conv_provider_created"),
+            models.Index(fields=["status", "-created_at", "-id"], name="conv_status_created"),
+            models.Index(fields=["credential", "-created_at", "-id"], name="conv_credential_created"),
+            models.Index(fields=["created_by", "-created_at", "-id"], name="conv_creator_created"),
+            models.Index(fields=["external_id"], name="conv_external_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.external_id or f"Conversation {self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.participant_count = len(self.participants or [])
+        self.search_text = " ".join([self.name, self.external_id, *map(str, self.participants or [])]).lower()
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "participant_count", "search_text"}
+        super().save(*args, **kwargs)
+
+    @property
+    def provider_label(self) -> str:
+        return dict(PROVIDER_CHOICES).get(self.provider, self.provider)
+
+
+class Exchange(models.Model):
+    """One HTTP exchange with a provider, already redacted by providers.redact."""
+
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="exchanges"
+    )
+    credential = models.ForeignKey(
+        Credential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    purpose = models.CharField(max_length=20, default="create")  # create | lookup | refresh | check | sign-in
+    method = models.CharField(max_length=10)
+    url = models.TextField()
+    request_headers = models.JSONField(default=dict)
+    request_body = models.TextField(blank=True)
+    request_size = models.PositiveIntegerField(default=0)
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict)
+    response_body = models.TextField(blank=True)
+    response_size = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    truncated = models.BooleanField(default=False)
+    started_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url} → {self.status or self.error}"
+
+    @classmethod
+    def from_record(cls, record: Any, **links: Any) -> Exchange:
+        """An unsaved row from a ``providers.http.Exchange``."""
+        return cls(**record.as_dict(), **links)

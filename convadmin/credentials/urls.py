@@ -1,0 +1,7 @@
+from django.urls import path
+
+from convadmin.credentials import views
+
+urlpatterns = [
+    path("", views.credential_list, name="credentials"),
+]

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.contrib.auth.views import LogoutView
+from django.urls import include, path
+
+from convadmin.accounts import views as accounts
+
+urlpatterns = [
+    path("", accounts.home, name="home"),
+    path("setup/", accounts.setup, name="setup"),
+    path("accounts/login/", accounts.login_view, name="login"),
+    path("accounts/logout/", LogoutView.as_view(), name="logout"),
+    path("users/", accounts.users, name="users"),
+    path("users/<int:pk>/", accounts.user_change, name="user_change"),
+    path("credentials/", include("convadmin.credentials.urls")),
+    path("conversations/", include("convadmin.conversations.urls")),
+    path("audit/", include("convadmin.audit.urls")),
+    path("admin/", admin.site.urls),
+]

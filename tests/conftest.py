@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.factories import UserFactory
+
+
+@pytest.fixture
+def support(db):
+    return UserFactory(username="sam-support", role="Support")
+
+
+@pytest.fixture
+def auditor(db):
+    return UserFactory(username="ada-auditor", role="Auditor")
+
+
+@pytest.fixture
+def admin(db):
+    return UserFactory(username="ann-admin", role="Administrator")
+
+
+@pytest.fixture
+def outsider(db):
+    """Logged in, but no role at all."""
+    return UserFactory(username="otto-outsider")
+
+
+def _client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def support_client(support):
+    return _client_for(support)
+
+
+@pytest.fixture
+def auditor_client(auditor):
+    return _client_for(auditor)
+
+
+@pytest.fixture
+def admin_client(admin):
+    return _client_for(admin)
+
+
+@pytest.fixture
+def outsider_client(outsider):
+    return _client_for(outsider)
+
+
+@pytest.fixture
+def htmx_headers():
+    return {"HX-Request": "true", "HX-Current-URL": "http://testserver/"}

@@ -1,0 +1,14 @@
+"""Test settings: the real settings with throwaway keys, a fast password hasher and plain static storage."""
+
+import os
+
+from cryptography.fernet import Fernet
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-" + "x" * 40)
+os.environ.setdefault("ENCRYPTION_KEYS", Fernet.generate_key().decode())
+
+from convadmin.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
