@@ -196,7 +196,7 @@ def check_base_url(value: str, path: str = "base_url") -> list[FieldError]:
         return [FieldError(path, "Enter a URL such as https://api.example.com.")]
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return [FieldError(path, "Enter a URL such as https://api.example.com.")]
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
         return [
             FieldError(
                 path, "Give only the scheme and host (no path, query or user), e.g. https://api.example.com."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -181,6 +182,8 @@ def json_body(response: httpx.Response) -> Any:
 def retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    # "nan", "inf" and negatives parse as floats but are no wait a caller can sleep on.
+    return seconds if seconds is not None and 0 <= seconds < math.inf else None

@@ -57,6 +57,8 @@ def secret_forms(secrets: Iterable[str]) -> list[str]:
         if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
             continue
         forms |= {secret, quote(secret, safe=""), quote_plus(secret), *_b64_forms(secret.encode())}
+        # As it appears inside a JSON string (a PEM key's newlines become \n).
+        forms |= {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
     # Longest first, so a value that contains another is masked whole.
     return sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
