@@ -182,6 +182,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "providers.http": {"level": env.str("PROVIDER_LOG_LEVEL", default="INFO")},
+        # httpx logs full, unmasked URLs at INFO: our own providers.http logger says it all, redacted.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
         "convadmin": {"level": "INFO"},
     },
 }
