@@ -1,0 +1,884 @@
+"""Microsoft Graph group conversations: ``POST /v1.0/groups/{group-id}/conversations``.
+
+Creating needs a *delegated* token (a signed-in work or school user, ``Group.ReadWrite.All``): the
+web UI signs the user in once (authorization code + PKCE, :func:`authorize_url`, :func:`redeem_code`)
+and stores the refresh token; every create and check refreshes it and stores the new one Microsoft
+returns. The app's own client-credentials token (:func:`app_token`) only proves the secret and reads;
+Graph answers an app-only create with 403 ``ErrorAccessDenied``.
+
+The seed page (``004_…``, 2015 beta) is wrong about the body: it sends ``hasAttachments``,
+``lastDeliveredDateTime``, ``uniqueSenders`` and ``preview``, which are computed; the live API takes
+``topic`` + ``threads[].posts[]`` and needs the delegated scope the seed leaves blank.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+
+from providers.base import (
+    Created,
+    Credential,
+    Fetched,
+    Field,
+    FieldError,
+    InvalidCredential,
+    ProviderError,
+    Summary,
+    base_url,
+    error_text,
+    require_fields,
+)
+from providers.http import json_body, retry_after
+
+if TYPE_CHECKING:
+    from providers.http import Http
+
+NAME = "msgraph"
+LABEL = "Microsoft Graph"
+
+#: cloud → (login host, Graph host); tokens never cross clouds, so both move together.
+CLOUDS = {
+    "global": ("https://login.microsoftonline.com", "https://graph.microsoft.com"),
+    "usgov": ("https://login.microsoftonline.us", "https://graph.microsoft.us"),
+    "dod": ("https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
+    "china": ("https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"),
+}
+CLOUD_CHOICES = (
+    ("global", "Global (incl. GCC)"),
+    ("usgov", "US Government L4 (GCC High)"),
+    ("dod", "US Government L5 (DoD)"),
+    ("china", "China (21Vianet)"),
+)
+
+#: Project limit, not Microsoft's (none is documented): keeps one form and one request reasonable.
+MAX_PARTICIPANTS = 100
+PARTICIPANTS_PATH = "threads.0.posts.0.newParticipants"
+CONTENT_TYPES = ("text", "html")
+COMPUTED = ("id", "hasAttachments", "lastDeliveredDateTime", "preview", "uniqueSenders")
+MAX_PAGES = 20  # paging cap for lists (lookup, threads, posts)
+LAG_ATTEMPTS = 5  # a GET right after create may 404 ErrorItemNotFound for a few seconds
+LAG_DELAY = 1.25
+ACCESS_TOKEN_PLACEHOLDER = "$MSGRAPH_ACCESS_TOKEN"  # build_request without a token: for previews
+SIGN_IN_AGAIN = 'Choose "Sign in with Microsoft" on the credential page to sign in again.'
+
+_sleep = time.sleep  # patched by tests
+
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+DOMAIN_RE = re.compile(r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.I)
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+MULTI_TENANT_ALIASES = ("common", "organizations", "consumers")
+
+CREDENTIAL_FIELDS = [
+    Field(
+        "tenant_id",
+        "Directory (tenant) ID",
+        help="The tenant GUID or a verified domain such as contoso.onmicrosoft.com (not “common”).",
+    ),
+    Field("client_id", "Application (client) ID", help="The app registration's GUID."),
+    Field(
+        "client_secret",
+        "Client secret",
+        secret=True,
+        widget="password",
+        help="The secret's Value (shown once when created), not its Secret ID.",
+    ),
+    Field("group_id", "Group ID", help="The object ID (GUID) of a Microsoft 365 group."),
+    Field(
+        "refresh_token",
+        "Refresh token",
+        secret=True,
+        required=False,
+        widget="password",
+        help='Filled in by "Sign in with Microsoft"; creating conversations needs a signed-in user.',
+    ),
+    Field(
+        "cloud",
+        "Cloud",
+        required=False,
+        choices=CLOUD_CHOICES,
+        widget="select",
+        help="The national cloud the tenant lives in (default Global).",
+    ),
+]
+
+BODY_FIELDS = [
+    Field("groupId", "Group ID", required=False, help="Defaults to the credential's group."),
+    Field("topic", "Topic", help="The conversation's subject; it cannot be changed later."),
+    Field(
+        "threads.0.posts.0.body.contentType",
+        "Message format",
+        choices=(("text", "Text"), ("html", "HTML")),
+        widget="select",
+    ),
+    Field("threads.0.posts.0.body.content", "First message", widget="textarea"),
+]
+PARTICIPANT_FIELDS = [
+    Field("emailAddress.name", "Name", required=False),
+    Field("emailAddress.address", "E-mail address", widget="email", placeholder="adele@contoso.com"),
+]
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Who signed in through :func:`redeem_code` (the refresh token is already stored)."""
+
+    user: str
+    display_name: str
+    obtained_at: datetime
+
+
+# --- credential ---------------------------------------------------------------------------------
+
+
+def parse_credential(data: Mapping[str, Any]) -> Credential:
+    """Parse ``{tenant_id, client_id, client_secret, group_id, refresh_token?, cloud?, base_url?, login_url?}``.
+
+    ``refresh_token`` may be missing: the web UI obtains it by signing in. Raises
+    :class:`InvalidCredential` listing every bad field.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidCredential(
+            [FieldError("credential", "Expected a JSON object with the credential fields.")]
+        )
+    errors: list[FieldError] = []
+    credential: Credential | None = None
+    try:
+        credential = require_fields(data, CREDENTIAL_FIELDS, NAME)
+    except InvalidCredential as exc:
+        errors += exc.errors
+    failed = {e.path for e in errors}
+
+    def text(key: str) -> str:
+        value = data.get(key)
+        return value.strip() if isinstance(value, str) and key not in failed else ""
+
+    tenant = text("tenant_id")
+    if tenant.lower() in MULTI_TENANT_ALIASES:
+        errors.append(
+            FieldError(
+                "tenant_id",
+                f"“{tenant}” is a multi-tenant alias; the app's own token needs a specific tenant: "
+                "enter the tenant ID (GUID) or a verified domain.",
+            )
+        )
+    elif tenant and not (GUID_RE.match(tenant) or DOMAIN_RE.match(tenant)):
+        errors.append(
+            FieldError(
+                "tenant_id",
+                "Enter the directory (tenant) ID, a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47, "
+                "or a verified domain such as contoso.onmicrosoft.com.",
+            )
+        )
+    for key, what in (("client_id", "application (client) ID"), ("group_id", "group's object ID")):
+        value = text(key)
+        if value and not GUID_RE.match(value):
+            errors.append(
+                FieldError(key, f"Enter the {what}: a GUID such as 29981b6a-0e57-42dc-94c9-cd24f5306196.")
+            )
+    if GUID_RE.match(text("client_secret")):
+        errors.append(
+            FieldError(
+                "client_secret",
+                "This looks like the secret ID (a GUID), not the secret: copy the Value column under "
+                "Certificates & secrets (shown only once, when the secret is created).",
+            )
+        )
+    cloud = text("cloud").lower() or "global"
+    if cloud not in CLOUDS:
+        errors.append(FieldError("cloud", f"Choose one of: {', '.join(CLOUDS)}."))
+    if errors or credential is None:
+        raise InvalidCredential(errors)
+    settings = credential.settings
+    settings["cloud"] = cloud
+    settings["tenant_id"] = tenant.lower()
+    for key in ("client_id", "group_id"):
+        settings[key] = settings[key].lower()
+    return credential
+
+
+def _hosts(credential: Credential) -> tuple[str, str]:
+    login, graph = CLOUDS[credential.settings.get("cloud") or "global"]
+    return base_url(credential, login, "login_url"), base_url(credential, graph)
+
+
+def _resource(credential: Credential) -> str:
+    """The Graph resource named in scopes: the cloud's own host even when ``base_url`` points elsewhere."""
+    return CLOUDS[credential.settings.get("cloud") or "global"][1]
+
+
+def delegated_scope(credential: Credential) -> str:
+    return f"{_resource(credential)}/Group.ReadWrite.All offline_access"
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+def _token_request(credential: Credential, form: list[tuple[str, str]], http: Http) -> dict[str, Any]:
+    login, _ = _hosts(credential)
+    tenant = quote(credential.settings["tenant_id"], safe="")
+    request = httpx.Request(
+        "POST",
+        f"{login}/{tenant}/oauth2/v2.0/token",
+        content=urlencode(form).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+    )
+    try:
+        response = http.send(request)
+    except ProviderError as exc:
+        # A token request creates nothing: a timeout here must not send the caller to a lookup.
+        exc.outcome_unknown = False
+        raise
+    raise_for_token_response(response)
+    payload = json_body(response)
+    if not isinstance(payload, dict) or not isinstance(payload.get("access_token"), str):
+        raise ProviderError(
+            "The Microsoft sign-in service answered without an access token.",
+            code="no_access_token",
+            status=response.status_code,
+        )
+    http.add_secret(payload.get("access_token"), payload.get("refresh_token"), payload.get("id_token"))
+    return payload
+
+
+def app_token(credential: Credential, http: Http) -> str:
+    """The app's own token (client credentials): for the check and reads only, never to create."""
+    form = [
+        ("client_id", credential.settings["client_id"]),
+        ("scope", f"{_resource(credential)}/.default"),
+        ("client_secret", credential.secrets["client_secret"]),
+        ("grant_type", "client_credentials"),
+    ]
+    return _token_request(credential, form, http)["access_token"]
+
+
+def delegated_token(credential: Credential, http: Http) -> str:
+    """A signed-in user's access token from the stored refresh token; stores the rotated refresh token."""
+    refresh = credential.secrets.get("refresh_token")
+    if not refresh:
+        raise ProviderError(
+            'Nobody has signed in for this credential: choose "Sign in with Microsoft" on the credential '
+            "page (creating group conversations needs a signed-in user).",
+            code="not_signed_in",
+        )
+    form = [
+        ("client_id", credential.settings["client_id"]),
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_secret", credential.secrets["client_secret"]),
+        ("scope", delegated_scope(credential)),
+    ]
+    payload = _token_request(credential, form, http)
+    if isinstance(payload.get("refresh_token"), str):
+        credential.update_secrets(refresh_token=payload["refresh_token"])
+    return payload["access_token"]
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A fresh PKCE ``(code_verifier, code_challenge)`` pair (S256)."""
+    verifier = secrets.token_urlsafe(48)  # 64 characters, within RFC 7636's 43 to 128
+    return verifier, pkce_challenge(verifier)
+
+
+def pkce_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def authorize_url(credential: Credential, *, redirect_uri: str, state: str, code_challenge: str) -> str:
+    """The Microsoft sign-in page to send the user to.
+
+    ``response_mode=query``: the code comes back on a GET to ``redirect_uri``. ``form_post`` would be a
+    cross-site POST, which carries no SameSite=Lax session cookie (so no state or verifier to check)
+    and needs a CSRF exemption; PKCE and the single-use code cover the code showing in the URL.
+    """
+    login, _ = _hosts(credential)
+    params = {
+        "client_id": credential.settings["client_id"],
+        "response_type": "code",
+        "redirect_uri": redirect_uri,
+        "response_mode": "query",
+        "scope": delegated_scope(credential),
+        "state": state,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
+        "prompt": "select_account",
+    }
+    tenant = quote(credential.settings["tenant_id"], safe="")
+    return f"{login}/{tenant}/oauth2/v2.0/authorize?{urlencode(params, quote_via=quote)}"
+
+
+def redeem_code(
+    credential: Credential, *, code: str, redirect_uri: str, code_verifier: str, http: Http
+) -> SignedIn:
+    """Exchange the sign-in ``code`` for tokens, store the refresh token, and say who signed in."""
+    http.add_secret(code, code_verifier)
+    form = [
+        ("client_id", credential.settings["client_id"]),
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", code_verifier),
+        ("client_secret", credential.secrets["client_secret"]),
+        ("scope", delegated_scope(credential)),
+    ]
+    payload = _token_request(credential, form, http)
+    if not isinstance(payload.get("refresh_token"), str):
+        raise ProviderError(
+            "Microsoft returned no refresh token: the offline_access permission was not granted.",
+            code="no_refresh_token",
+        )
+    credential.update_secrets(refresh_token=payload["refresh_token"])
+    me = _me(credential, payload["access_token"], http)
+    return SignedIn(
+        user=str(me.get("userPrincipalName") or me.get("id") or ""),
+        display_name=str(me.get("displayName") or ""),
+        obtained_at=datetime.now(UTC),
+    )
+
+
+TOKEN_CODE_HINTS = {
+    7000215: "The client secret is wrong; a common mistake is pasting the secret's ID (a GUID) instead of its Value.",
+    7000222: "The client secret has expired: create a new one under Certificates & secrets and store it here.",
+    700016: "No application with this client ID exists in this tenant: check the client ID, tenant and cloud.",
+    90002: "No such tenant: check the tenant ID or domain and the cloud.",
+    70011: "The requested scope is not valid for this app.",
+    65001: "The permissions have not been consented: an administrator must grant admin consent for "
+    "Group.ReadWrite.All.",
+    50076: f"Multi-factor authentication is required. {SIGN_IN_AGAIN}",
+}
+TOKEN_ERROR_HINTS = {
+    "invalid_grant": f"The sign-in has expired or was revoked. {SIGN_IN_AGAIN}",
+    "interaction_required": f"Microsoft needs the user to sign in interactively. {SIGN_IN_AGAIN}",
+    "consent_required": TOKEN_CODE_HINTS[65001],
+    "invalid_scope": TOKEN_CODE_HINTS[70011],
+    "invalid_client": "The client ID or secret is wrong.",
+    "unauthorized_client": "This app may not sign in to this tenant.",
+    "invalid_request": "The sign-in request was refused.",
+    "temporarily_unavailable": "The Microsoft sign-in service is busy; try again shortly.",
+}
+
+
+def raise_for_token_response(response: httpx.Response) -> None:
+    """Map a token-endpoint error: branch on ``error``/``error_codes``, show ``error_description``."""
+    if response.is_success:
+        return
+    status = response.status_code
+    payload = json_body(response)
+    if not isinstance(payload, dict) or not payload.get("error"):
+        raise ProviderError(
+            f"The Microsoft sign-in service answered HTTP {status} without a readable error.",
+            code=f"http_{status}",
+            status=status,
+            permanent=status < 500,
+        )
+    error = str(payload["error"])
+    codes = [c for c in payload.get("error_codes") or [] if isinstance(c, int)]
+    hint = next((TOKEN_CODE_HINTS[c] for c in codes if c in TOKEN_CODE_HINTS), None)
+    hint = hint or TOKEN_ERROR_HINTS.get(error, "The Microsoft sign-in service refused the request.")
+    description = str(payload.get("error_description") or "").strip()
+    first_line = description.splitlines()[0] if description else ""
+    raise ProviderError(
+        error_text(f"{hint} Microsoft says: {first_line}" if first_line else hint),
+        code=f"AADSTS{codes[0]}" if codes else error,
+        status=status,
+        permanent=not (error == "temporarily_unavailable" or status >= 500),
+        retry_after=retry_after(response),
+    )
+
+
+# --- body ---------------------------------------------------------------------------------------
+
+
+def _unknown(mapping: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> list[FieldError]:
+    errors = []
+    for key in mapping:
+        if key in allowed:
+            continue
+        if key in COMPUTED:
+            message = f"“{key}” is computed by Microsoft Graph and cannot be sent; remove it."
+        else:
+            message = f"Unknown field “{key}”: allowed here are {', '.join(allowed)}."
+        errors.append(FieldError(f"{prefix}{key}", message))
+    return errors
+
+
+def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldError]:
+    """One ``newParticipants`` entry: ``{"emailAddress": {"name"?: str, "address": e-mail}}``."""
+    prefix = f"{PARTICIPANTS_PATH}.{index}."
+    if not isinstance(row, Mapping):
+        return [
+            FieldError(prefix[:-1], 'Each participant is an object {"emailAddress": {"name", "address"}}.')
+        ]
+    errors = _unknown(row, ("emailAddress",), prefix)
+    email = row.get("emailAddress")
+    if email is None:
+        return [*errors, FieldError(f"{prefix}emailAddress.address", "E-mail address is required.")]
+    if not isinstance(email, Mapping):
+        return [
+            *errors,
+            FieldError(f"{prefix}emailAddress", '"emailAddress" must be an object {"name", "address"}.'),
+        ]
+    errors += _unknown(email, ("name", "address"), f"{prefix}emailAddress.")
+    name = email.get("name")
+    if name is not None and not isinstance(name, str):
+        errors.append(FieldError(f"{prefix}emailAddress.name", "Name must be text."))
+    address = email.get("address")
+    path = f"{prefix}emailAddress.address"
+    if address is None or (isinstance(address, str) and not address.strip()):
+        errors.append(FieldError(path, "E-mail address is required."))
+    elif not isinstance(address, str):
+        errors.append(FieldError(path, "E-mail address must be text."))
+    elif len(address) > 254 or not EMAIL_RE.match(address):
+        errors.append(FieldError(path, f"“{address}” is not an e-mail address such as adele@contoso.com."))
+    return errors
+
+
+def validate(body: Mapping[str, Any], credential: Credential | None = None) -> list[FieldError]:
+    """Every rule for a create body: one thread with one post, text/html content, valid participants."""
+    if not isinstance(body, Mapping):
+        return [FieldError("body", 'The body must be a JSON object {"topic", "threads": [...]}.')]
+    errors = _unknown(body, ("groupId", "topic", "threads"), "")
+    group = body.get("groupId")
+    if group is not None and not (isinstance(group, str) and GUID_RE.match(group)):
+        errors.append(
+            FieldError("groupId", "Group ID must be a GUID such as 29981b6a-0e57-42dc-94c9-cd24f5306196.")
+        )
+    topic = body.get("topic")
+    if topic is None or (isinstance(topic, str) and not topic.strip()):
+        errors.append(FieldError("topic", "Topic is required."))
+    elif not isinstance(topic, str):
+        errors.append(FieldError("topic", "Topic must be text."))
+    threads = body.get("threads")
+    if not isinstance(threads, list) or len(threads) != 1:
+        message = "Give exactly one thread with one post: the message that starts the conversation."
+        return [*errors, FieldError("threads", message)]
+    thread = threads[0]
+    if not isinstance(thread, Mapping):
+        return [*errors, FieldError("threads.0", 'The thread must be an object {"posts": [...]}.')]
+    errors += _unknown(thread, ("posts",), "threads.0.")
+    posts = thread.get("posts")
+    if not isinstance(posts, list) or len(posts) != 1:
+        return [*errors, FieldError("threads.0.posts", "Give exactly one post in the thread.")]
+    post = posts[0]
+    if not isinstance(post, Mapping):
+        return [
+            *errors,
+            FieldError("threads.0.posts.0", 'The post must be an object {"body", "newParticipants"?}.'),
+        ]
+    errors += _unknown(post, ("body", "newParticipants"), "threads.0.posts.0.")
+    errors += _validate_post_body(post.get("body"))
+    if "newParticipants" in post:
+        errors += _validate_participants(post["newParticipants"])
+    return errors
+
+
+def _validate_post_body(item_body: Any) -> list[FieldError]:
+    prefix = "threads.0.posts.0.body"
+    if item_body is None:
+        return [FieldError(f"{prefix}.content", "The first message is required.")]
+    if not isinstance(item_body, Mapping):
+        return [FieldError(prefix, 'The post body must be an object {"contentType", "content"}.')]
+    errors = _unknown(item_body, ("contentType", "content"), f"{prefix}.")
+    kind = item_body.get("contentType")
+    if not isinstance(kind, str) or kind.lower() not in CONTENT_TYPES:
+        errors.append(FieldError(f"{prefix}.contentType", "Message format must be “text” or “html”."))
+    content = item_body.get("content")
+    if content is None or (isinstance(content, str) and not content.strip()):
+        errors.append(FieldError(f"{prefix}.content", "The first message is required."))
+    elif not isinstance(content, str):
+        errors.append(FieldError(f"{prefix}.content", "The first message must be text."))
+    return errors
+
+
+def _validate_participants(rows: Any) -> list[FieldError]:
+    if not isinstance(rows, list):
+        return [FieldError(PARTICIPANTS_PATH, "newParticipants must be a list.")]
+    if len(rows) > MAX_PARTICIPANTS:
+        return [
+            FieldError(
+                PARTICIPANTS_PATH,
+                f"At most {MAX_PARTICIPANTS} participants ({len(rows)} given): a limit of this tool, "
+                "not of Microsoft Graph.",
+            )
+        ]
+    errors: list[FieldError] = []
+    seen: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        row_errors = validate_participant(row, index)
+        errors += row_errors
+        if row_errors:
+            continue
+        address = row["emailAddress"]["address"].lower()
+        if address in seen:
+            errors.append(
+                FieldError(
+                    f"{PARTICIPANTS_PATH}.{index}.emailAddress.address",
+                    f"{row['emailAddress']['address']} is already participant {seen[address] + 1}.",
+                )
+            )
+        else:
+            seen[address] = index
+    return errors
+
+
+def _post(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The first post of a body, or {} when the shape is off (used by display helpers on any input)."""
+    threads = body.get("threads") if isinstance(body, Mapping) else None
+    thread = threads[0] if isinstance(threads, list) and threads else None
+    posts = thread.get("posts") if isinstance(thread, Mapping) else None
+    post = posts[0] if isinstance(posts, list) and posts else None
+    return post if isinstance(post, Mapping) else {}
+
+
+def _participants(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = _post(body).get("newParticipants")
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
+def prepare(body: Mapping[str, Any], credential: Credential) -> dict[str, Any]:
+    """Fill ``groupId`` from the credential (so a retry targets the same group) and lower-case enums."""
+    prepared = copy.deepcopy(dict(body))
+    prepared["groupId"] = (prepared.get("groupId") or credential.settings["group_id"]).lower()
+    item_body = _post(prepared).get("body")
+    if isinstance(item_body, dict) and isinstance(item_body.get("contentType"), str):
+        item_body["contentType"] = item_body["contentType"].lower()
+    return prepared
+
+
+def summarize(body: Mapping[str, Any]) -> Summary:
+    topic = body.get("topic") if isinstance(body, Mapping) else None
+    addresses = []
+    for row in _participants(body):
+        email = row.get("emailAddress")
+        if isinstance(email, Mapping) and isinstance(email.get("address"), str):
+            addresses.append(email["address"])
+    return Summary(name=topic if isinstance(topic, str) else "", participants=addresses)
+
+
+def body_from_fields(fields: Mapping[str, str], participants: list[Mapping[str, str]]) -> dict[str, Any]:
+    """The create body from the form's flat values; blank optional values and empty rows dropped."""
+
+    def value(source: Mapping[str, str], key: str) -> str:
+        return (source.get(key) or "").strip()
+
+    body: dict[str, Any] = {}
+    if value(fields, "groupId"):
+        body["groupId"] = value(fields, "groupId")
+    body["topic"] = value(fields, "topic")
+    post: dict[str, Any] = {
+        "body": {
+            "contentType": value(fields, "threads.0.posts.0.body.contentType"),
+            "content": fields.get("threads.0.posts.0.body.content") or "",
+        }
+    }
+    rows = []
+    for row in participants:
+        name, address = value(row, "emailAddress.name"), value(row, "emailAddress.address")
+        if not (name or address):
+            continue
+        rows.append({"emailAddress": {"name": name, "address": address} if name else {"address": address}})
+    if rows:
+        post["newParticipants"] = rows
+    body["threads"] = [{"posts": [post]}]
+    return body
+
+
+def fields_from_body(body: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The inverse of :func:`body_from_fields` (for "duplicate as new")."""
+    body = body if isinstance(body, Mapping) else {}
+    item_body = _post(body).get("body")
+    item_body = item_body if isinstance(item_body, Mapping) else {}
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    fields = {
+        "groupId": text(body.get("groupId")),
+        "topic": text(body.get("topic")),
+        "threads.0.posts.0.body.contentType": text(item_body.get("contentType")).lower(),
+        "threads.0.posts.0.body.content": text(item_body.get("content")),
+    }
+    rows = []
+    for row in _participants(body):
+        email = row.get("emailAddress")
+        email = email if isinstance(email, Mapping) else {}
+        rows.append(
+            {"emailAddress.name": text(email.get("name")), "emailAddress.address": text(email.get("address"))}
+        )
+    return fields, rows
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def _segment(value: str) -> str:
+    """An opaque id as one path segment: ``/`` and ``+`` percent-encoded, ``=`` kept (valid in a path)."""
+    return quote(value, safe="=")
+
+
+def _group(body: Mapping[str, Any], credential: Credential) -> str:
+    return str(body.get("groupId") or credential.settings["group_id"])
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json",
+        "client-request-id": str(uuid.uuid4()),
+    }
+
+
+def build_request(
+    body: Mapping[str, Any], credential: Credential, access_token: str | None = None
+) -> httpx.Request:
+    """The create request; ``groupId`` picks the group and is not sent.
+
+    Without ``access_token`` the header carries :data:`ACCESS_TOKEN_PLACEHOLDER` (for previews): the
+    real token only exists after a refresh, see :func:`create`.
+    """
+    _, graph = _hosts(credential)
+    wire = {k: v for k, v in body.items() if k != "groupId"}
+    return httpx.Request(
+        "POST",
+        f"{graph}/v1.0/groups/{_segment(_group(body, credential))}/conversations",
+        content=json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode(),
+        headers={**_headers(access_token or ACCESS_TOKEN_PLACEHOLDER), "Content-Type": "application/json"},
+    )
+
+
+def create(body: Mapping[str, Any], credential: Credential, http: Http) -> Created:
+    """Create the conversation with the signed-in user's token (``body`` is the prepared body)."""
+    token = delegated_token(credential, http)
+    response = http.send(build_request(body, credential, token))
+    if response.status_code == 401:
+        # A 401 means nothing was created: one fresh token, one more try.
+        token = delegated_token(credential, http)
+        response = http.send(build_request(body, credential, token))
+    try:
+        raise_for_response(response)
+    except ProviderError as exc:
+        # 429/503/504 were not processed (Graph says retry); any other 5xx may have created it.
+        exc.outcome_unknown = response.status_code >= 500 and response.status_code not in (503, 504)
+        raise
+    payload = json_body(response)
+    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not payload["id"]:
+        raise ProviderError(
+            f"Microsoft Graph answered HTTP {response.status_code} without a conversation id; "
+            "the conversation may exist: look it up before trying again.",
+            code="no_id",
+            status=response.status_code,
+            outcome_unknown=True,
+        )
+    return Created(
+        external_id=payload["id"],
+        status=response.status_code,
+        body=payload,
+        participants=_participants(body),
+    )
+
+
+def _read_token(credential: Credential, http: Http) -> str:
+    """Reads use the signed-in user when there is one, else the app's own token."""
+    if credential.secrets.get("refresh_token"):
+        return delegated_token(credential, http)
+    return app_token(credential, http)
+
+
+def _get(url: str, token: str, http: Http) -> dict[str, Any]:
+    response = http.send(httpx.Request("GET", url, headers=_headers(token)))
+    raise_for_response(response)
+    payload = json_body(response)
+    if not isinstance(payload, dict):
+        raise ProviderError(
+            f"Microsoft Graph answered HTTP {response.status_code} with a body that is not a JSON object.",
+            code="bad_body",
+            status=response.status_code,
+        )
+    return payload
+
+
+def _same_origin(url: str, base: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+
+
+def _list(url: str, token: str, credential: Credential, http: Http) -> list[dict[str, Any]]:
+    """All items of a Graph collection, following ``@odata.nextLink`` (capped at MAX_PAGES)."""
+    _, graph = _hosts(credential)
+    items: list[dict[str, Any]] = []
+    for _page in range(MAX_PAGES):
+        payload = _get(url, token, http)
+        items += [v for v in payload.get("value") or [] if isinstance(v, dict)]
+        url = payload.get("@odata.nextLink")
+        if not isinstance(url, str) or not url:
+            break
+        if not _same_origin(url, graph):
+            # Never hand the bearer token to another host.
+            raise ProviderError(f"Refusing to follow a paging link to another host: {urlsplit(url).netloc}.")
+    return items
+
+
+def lookup(body: Mapping[str, Any], credential: Credential, http: Http) -> Created | None:
+    """After an unknown outcome: the group's newest conversation with this exact ``topic``, if any.
+
+    The topic is the only natural key; an older conversation with the same topic matches too.
+    """
+    topic = body.get("topic")
+    if not isinstance(topic, str) or not topic:
+        return None
+    _, graph = _hosts(credential)
+    token = _read_token(credential, http)
+    url = f"{graph}/v1.0/groups/{_segment(_group(body, credential))}/conversations"
+    items = _list(f"{url}?$select=id,topic,lastDeliveredDateTime", token, credential, http)
+    matches = [i for i in items if i.get("topic") == topic and isinstance(i.get("id"), str)]
+    if not matches:
+        return None
+    # The list's order is not documented: sort newest first ourselves.
+    newest = max(matches, key=lambda i: str(i.get("lastDeliveredDateTime") or ""))
+    return Created(
+        external_id=newest["id"], status=200, body=newest, participants=_participants(body), existed=True
+    )
+
+
+def fetch(external_id: str, credential: Credential, http: Http, group_id: str | None = None) -> Fetched:
+    """The conversation, its threads and the first thread's posts' people.
+
+    ``external_id`` is the conversation id :func:`create` returned; ``group_id`` defaults to the
+    credential's group (pass the record's ``groupId`` when it overrode it). A 404 ``ErrorItemNotFound``
+    right after a create is replication lag: retried for a few seconds.
+    """
+    _, graph = _hosts(credential)
+    token = _read_token(credential, http)
+    group_url = f"{graph}/v1.0/groups/{_segment(group_id or credential.settings['group_id'])}"
+    conversation_url = f"{group_url}/conversations/{_segment(external_id)}"
+    for attempt in range(LAG_ATTEMPTS):
+        try:
+            conversation = _get(conversation_url, token, http)
+            break
+        except ProviderError as exc:
+            if exc.code != "ErrorItemNotFound" or attempt == LAG_ATTEMPTS - 1:
+                raise
+            _sleep(LAG_DELAY)
+    threads = _list(f"{conversation_url}/threads", token, credential, http)
+    participants: list[dict[str, Any]] = []
+    if threads and isinstance(threads[0].get("id"), str):
+        posts = _list(
+            f"{group_url}/threads/{_segment(threads[0]['id'])}/posts"
+            "?$select=id,from,sender,newParticipants,receivedDateTime",
+            token,
+            credential,
+            http,
+        )
+        threads[0] = {**threads[0], "posts": posts}
+        participants = _people(posts)
+    return Fetched(
+        external_id=str(conversation.get("id") or external_id),
+        conversation={**conversation, "threads": threads},
+        participants=participants,
+    )
+
+
+def _people(posts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Senders and added participants, once each: ``{"emailAddress": {...}, "role": "sender"|"participant"}``."""
+    people: dict[str, dict[str, Any]] = {}
+    for post in posts:
+        recipients = [(post.get("from"), "sender")]
+        added = post.get("newParticipants")
+        recipients += [(r, "participant") for r in added] if isinstance(added, list) else []
+        for recipient, role in recipients:
+            email = recipient.get("emailAddress") if isinstance(recipient, dict) else None
+            address = email.get("address") if isinstance(email, dict) else None
+            if isinstance(address, str) and address.lower() not in people:
+                people[address.lower()] = {"emailAddress": email, "role": role}
+    return list(people.values())
+
+
+def _me(credential: Credential, token: str, http: Http) -> dict[str, Any]:
+    _, graph = _hosts(credential)
+    return _get(f"{graph}/v1.0/me?$select=id,userPrincipalName,displayName", token, http)
+
+
+def check(credential: Credential, http: Http) -> str:
+    """Prove the secret (app token), that the group is a Microsoft 365 group, and who is signed in."""
+    _, graph = _hosts(credential)
+    token = app_token(credential, http)
+    user_token = delegated_token(credential, http) if credential.secrets.get("refresh_token") else None
+    group_id = credential.settings["group_id"]
+    group = _get(
+        f"{graph}/v1.0/groups/{_segment(group_id)}?$select=id,displayName,mailEnabled,groupTypes",
+        user_token or token,
+        http,
+    )
+    name = str(group.get("displayName") or group_id)
+    if "Unified" not in (group.get("groupTypes") or []) or group.get("mailEnabled") is not True:
+        raise ProviderError(
+            f"Group '{name}' is not a Microsoft 365 group (groupTypes must contain “Unified” and it must be "
+            "mail-enabled): only Microsoft 365 groups have conversations.",
+            code="not_unified_group",
+        )
+    if not user_token:
+        return (
+            f"Group '{name}' (Microsoft 365) reachable with the app's token; nobody has signed in yet: "
+            'choose "Sign in with Microsoft" before creating conversations.'
+        )
+    me = _me(credential, user_token, http)
+    return f"Group '{name}' (Microsoft 365) reachable; signed in as {me.get('userPrincipalName') or me.get('id')}"
+
+
+GRAPH_HINTS = {
+    "InvalidAuthenticationToken": f"The access token was refused. {SIGN_IN_AGAIN}",
+    "ErrorAccessDenied": "Creating a group conversation needs a signed-in user's token with the delegated "
+    "permission Group.ReadWrite.All (admin consent); app-only tokens cannot create one.",
+    "Authorization_RequestDenied": "The token may not read this group: sign in with Microsoft (delegated "
+    "Group.ReadWrite.All), or grant the app the application permission Group.Read.All.",
+    "Request_ResourceNotFound": "No group with this id in the tenant; only Microsoft 365 (Unified) groups "
+    "have conversations.",
+    "MailboxNotEnabledForRESTAPI": "This group has no mailbox: only Microsoft 365 (Unified) groups have "
+    "conversations.",
+}
+
+
+def raise_for_response(response: httpx.Response) -> None:
+    """Map a Graph error ``{"error": {"code", "message", "innerError"}}`` to :class:`ProviderError`."""
+    if response.is_success:
+        return
+    status = response.status_code
+    transient = status == 429 or status >= 500
+    payload = json_body(response)
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict) or not error.get("code"):
+        reason = "a server error" if status >= 500 else "an error without a readable body"
+        raise ProviderError(
+            f"Microsoft Graph answered HTTP {status}: {reason}.",
+            code=f"http_{status}",
+            status=status,
+            permanent=not transient,
+            retry_after=retry_after(response),
+        )
+    code = str(error["code"])
+    message = error_text(error.get("message")) or f"HTTP {status}"
+    hint = GRAPH_HINTS.get(code)
+    raise ProviderError(
+        f"{message} — {hint}" if hint else message,
+        code=code,
+        status=status,
+        permanent=not transient,
+        retry_after=retry_after(response),
+    )
