@@ -1,0 +1,213 @@
+"""Credential forms built from each provider's ``CREDENTIAL_FIELDS``; secrets are never rendered back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+
+import providers
+from convadmin.credentials.models import Credential
+from convadmin.credentials.services import LABEL_MAX_LENGTH, setting_field_names
+from providers.base import Field, FieldError
+
+KEYSTORE_MAX_BYTES = 64 * 1024
+URL_FIELDS = ("base_url", "login_url")
+
+
+def url_field(name: str) -> forms.CharField:
+    if name == "base_url":
+        return forms.CharField(
+            label="Base URL",
+            required=False,
+            help_text="Optional: another deployment of the API (scheme and host only), e.g. the sandbox at "
+            "http://127.0.0.1:8765. https:// only, except on 127.0.0.1, localhost or [::1].",
+            widget=forms.URLInput(attrs={"autocomplete": "off", "placeholder": "https://…"}),
+        )
+    return forms.CharField(
+        label="Sign-in URL",
+        required=False,
+        help_text="Optional: another Microsoft identity platform host, e.g. a local fake for tests.",
+        widget=forms.URLInput(attrs={"autocomplete": "off", "placeholder": "https://…"}),
+    )
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that, like ``PasswordInput(render_value=False)``, never renders the submitted value."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
+def form_field(field: Field) -> forms.Field:
+    """A Django form field for one provider ``Field``.
+
+    Every field is optional for Django: the provider's ``parse_credential`` owns the rules (the same
+    messages as the command line), and a Mixin keystore upload replaces the typed fields.
+    """
+    attrs: dict[str, str] = {"autocomplete": "new-password" if field.secret else "off", "spellcheck": "false"}
+    if field.placeholder:
+        attrs["placeholder"] = field.placeholder
+    if field.required:
+        attrs["aria-required"] = "true"
+    options = {"label": field.label, "help_text": field.help, "required": False}
+    if field.choices:
+        choices = list(field.choices)
+        if not any(value == "" for value, _ in choices):
+            choices.insert(0, ("", "— default —"))
+        return forms.ChoiceField(choices=choices, widget=forms.Select(attrs=attrs), **options)
+    if field.secret:
+        widget = (
+            SecretTextarea(attrs=attrs)
+            if field.widget == "textarea"
+            else forms.PasswordInput(attrs=attrs, render_value=False)
+        )
+        return forms.CharField(widget=widget, **options)
+    if field.widget == "textarea":
+        return forms.CharField(widget=forms.Textarea(attrs=attrs), **options)
+    if field.widget == "email":
+        return forms.CharField(widget=forms.EmailInput(attrs=attrs), **options)
+    return forms.CharField(widget=forms.TextInput(attrs=attrs), **options)
+
+
+def keystore_field() -> forms.FileField:
+    return forms.FileField(
+        label="Keystore file",
+        required=False,
+        help_text="The keystore JSON downloaded from the Mixin developer dashboard. When given, it is used "
+        "instead of the typed fields.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".json,application/json"}),
+    )
+
+
+def read_keystore(upload: Any) -> dict[str, Any]:
+    """The uploaded keystore as a dict, or a ``ValidationError`` saying what is wrong with the file."""
+    if upload.size > KEYSTORE_MAX_BYTES:
+        raise forms.ValidationError("This file is too large to be a keystore (at most 64 KB).")
+    try:
+        data = json.loads(upload.read().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise forms.ValidationError("The keystore file is not text: upload the JSON file.") from None
+    except ValueError as exc:
+        message = f"The keystore file is not valid JSON (line {getattr(exc, 'lineno', '?')})."
+        raise forms.ValidationError(message) from None
+    if not isinstance(data, dict):
+        raise forms.ValidationError('The keystore file must hold a JSON object such as {"app_id": …}.')
+    return data
+
+
+class ProviderChoiceForm(forms.Form):
+    """Step one of adding a credential: which provider (a GET form, so it also works without JS)."""
+
+    provider = forms.ChoiceField(
+        label="Provider", required=False, choices=[("", "Choose a provider…"), *providers.NAMES.items()]
+    )
+
+
+class CredentialForm(forms.Form):
+    """Add a credential: a label and the chosen provider's own fields (Mixin: or a keystore file)."""
+
+    label = forms.CharField(
+        max_length=LABEL_MAX_LENGTH,
+        help_text="A unique name people will recognise, e.g. “Twilio production”. The CLI uses it too.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+    def __init__(self, provider: str | None, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.provider = provider
+        if not provider:
+            return
+        self.fields["provider"] = forms.CharField(widget=forms.HiddenInput, initial=provider)
+        if provider == "mixin":
+            self.fields["keystore"] = keystore_field()
+        for field in providers.get(provider).CREDENTIAL_FIELDS:
+            self.fields[field.name] = form_field(field)
+        for name in setting_field_names(provider):
+            if name in URL_FIELDS:
+                self.fields[name] = url_field(name)
+
+    @property
+    def provider_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name not in ("label", "provider")]
+
+    def clean_keystore(self) -> dict[str, Any] | None:
+        upload = self.cleaned_data.get("keystore")
+        return read_keystore(upload) if upload else None
+
+    def credential_data(self) -> tuple[dict[str, Any], bool]:
+        """``(data, from_file)``: the provider's credential mapping, from the keystore file or the fields."""
+        data = self.cleaned_data
+        if data.get("keystore"):
+            typed_url = data.get("base_url")
+            return ({**data["keystore"], **({"base_url": typed_url} if typed_url else {})}, True)
+        skip = {"label", "provider", "keystore"}
+        return ({k: v for k, v in data.items() if k not in skip and v not in (None, "")}, False)
+
+
+class CredentialSettingsForm(forms.Form):
+    """Edit the label and the non-secret settings of a stored credential."""
+
+    label = forms.CharField(
+        max_length=LABEL_MAX_LENGTH, widget=forms.TextInput(attrs={"autocomplete": "off"})
+    )
+
+    def __init__(self, credential: Credential, *args: Any, **kwargs: Any):
+        fields = {f.name: f for f in credential.provider_module.CREDENTIAL_FIELDS}
+        names = setting_field_names(credential.provider)
+        initial = {"label": credential.label, **{n: credential.settings.get(n, "") for n in names}}
+        super().__init__(*args, initial=initial, **kwargs)
+        for name in names:
+            self.fields[name] = url_field(name) if name in URL_FIELDS else form_field(fields[name])
+
+    def settings_changes(self) -> dict[str, Any]:
+        return {k: (v or "").strip() for k, v in self.cleaned_data.items()}
+
+
+class SecretForm(forms.Form):
+    """Replace the secret: every secret field, always rendered empty (Mixin: or a new keystore file)."""
+
+    def __init__(self, credential: Credential, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.credential = credential
+        if credential.provider == "mixin":
+            self.fields["keystore"] = keystore_field()
+            self.fields[
+                "keystore"
+            ].help_text = (
+                "A new keystore JSON (a new session): replaces the app id, session id and keys at once."
+            )
+        for field in credential.provider_module.CREDENTIAL_FIELDS:
+            if field.secret:
+                self.fields[field.name] = form_field(field)
+        if credential.provider == "msgraph" and "refresh_token" in self.fields:
+            self.fields["refresh_token"].help_text = "Leave empty to keep the current Microsoft sign-in."
+
+    def clean_keystore(self) -> dict[str, Any] | None:
+        upload = self.cleaned_data.get("keystore")
+        return read_keystore(upload) if upload else None
+
+    def secret_data(self) -> tuple[dict[str, Any], bool]:
+        """``(data, whole)``: the new secrets, or a whole keystore file."""
+        if self.cleaned_data.get("keystore"):
+            return self.cleaned_data["keystore"], True
+        return ({k: v for k, v in self.cleaned_data.items() if k != "keystore" and v}, False)
+
+
+def add_errors(form: forms.Form, errors: list[FieldError], *, file_field: str | None = None) -> None:
+    """Put each provider error at the input that caused it.
+
+    A path naming a form field lands there; with a keystore file (``file_field``) the file's own
+    fields land on the file input as ``path: message``; anything else is a non-field error.
+    """
+    typed = set(form.fields)
+    if file_field:  # only the label and a typed base URL came from inputs; the rest from the file
+        typed = {"label", *(["base_url"] if form.cleaned_data.get("base_url") else [])}
+    for error in errors:
+        if error.path in typed and error.path in form.fields and error.path != "provider":
+            form.add_error(error.path, error.message)
+        elif file_field and error.path not in ("provider", "label"):
+            form.add_error(file_field, f"{error.path}: {error.message}")
+        else:
+            form.add_error(None, error.message)
