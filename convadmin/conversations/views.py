@@ -1,10 +1,34 @@
+"""The create side: dashboard and the new-conversation builder (provider → credential → fields → rows).
+
+One view serves the builder (the pattern of django-htmx-patterns): a POST carrying ``_validate_field``,
+``_add_row``, ``_remove_row`` or ``_preview`` is that small action; any other POST creates. htmx gets
+fragments (partials of ``conversations/new.html``); without JavaScript every action re-renders the page.
+"""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_http_methods
+from django_htmx.http import push_url, reswap, retarget
+
+import providers
 from convadmin.accounts.roles import CREATORS, READERS, role_required
+from convadmin.audit.services import client_ip
+from convadmin.conversations import forms as builder
+from convadmin.conversations import services
 from convadmin.conversations.models import Conversation, Status
+from convadmin.credentials.models import Credential
+
+TEMPLATE = "conversations/new.html"
 
 
 @role_required(READERS)
@@ -18,6 +42,430 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
 
 
+# --- the page's state ---------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    index: int
+    number: int
+    form: forms.Form
+    fields: list[builder.FieldView]
+
+    @property
+    def dom_id(self) -> str:
+        return f"participant-{self.index}"
+
+
+@dataclass
+class Page:
+    """Everything the builder shows: the choice, the forms, the errors and what came back."""
+
+    provider: str = ""
+    credentials: list[Credential] = field(default_factory=list)
+    credential: Credential | None = None
+    body_form: forms.Form | None = None
+    body_fields: list[builder.FieldView] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    total_forms: int = 0
+    form_errors: list[str] = field(default_factory=list)
+    participant_errors: list[str] = field(default_factory=list)
+    idempotency_key: str = ""
+    notice: str = ""
+    preview: services.Preview | None = None
+    preview_error: str = ""
+    result: Conversation | None = None
+
+    @property
+    def module(self) -> Any:
+        return providers.get(self.provider)
+
+    @property
+    def label(self) -> str:
+        return providers.NAMES.get(self.provider, "")
+
+    @property
+    def any_required(self) -> bool:
+        return any(view.required for view in self.body_fields) or any(
+            view.required for row in self.rows for view in row.fields
+        )
+
+    @property
+    def has_participants(self) -> bool:
+        return bool(self.provider and self.module.PARTICIPANT_FIELDS)
+
+    def url(self) -> str:
+        """The builder's address for this choice (pushed to the history; a reload shows the same step)."""
+        query = QueryDict(mutable=True)
+        if self.provider:
+            query["provider"] = self.provider
+        if self.credential:
+            query["credential"] = str(self.credential.pk)
+        return f"{reverse('conversation_new')}?{query.urlencode()}" if query else reverse("conversation_new")
+
+    def error_summary(self) -> list[tuple[str, str]]:
+        """(anchor, message) for every problem, in page order: the box at the top links to each."""
+        items = [("form-errors", message) for message in self.form_errors]
+        for view in self.body_fields:
+            items += [(view.bound.id_for_label, f"{view.bound.label}: {e}") for e in view.bound.errors]
+        items += [("participants-errors", message) for message in self.participant_errors]
+        for row in self.rows:
+            items += [(row.dom_id, f"Participant {row.number}: {e}") for e in row.form.non_field_errors()]
+            for view in row.fields:
+                items += [
+                    (view.bound.id_for_label, f"Participant {row.number}, {view.bound.label}: {e}")
+                    for e in view.bound.errors
+                ]
+        return items
+
+    def context(self, request: HttpRequest, **extra: Any) -> dict[str, Any]:
+        module = self.module if self.provider else None
+        count = len(self.rows)
+        return {
+            "page": self,
+            "provider_choices": list(providers.NAMES.items()),
+            "provider": self.provider,
+            "provider_label": self.label,
+            "credentials": self.credentials,
+            "credential": self.credential,
+            "form_url": self.url(),
+            "max_participants": module.MAX_PARTICIPANTS if module else 0,
+            "at_cap": bool(module) and count >= module.MAX_PARTICIPANTS,
+            "error_summary": self.error_summary(),
+            **extra,
+        }
+
+
+def _choose(provider: str, credential_id: str | None, *, enabled_only: bool = True) -> Page:
+    """Step 1: the provider and, among its enabled credentials, the chosen one (or the only one)."""
+    if provider not in providers.NAMES:
+        return Page()
+    credentials = list(Credential.objects.enabled().filter(provider=provider).order_by("label"))
+    page = Page(provider=provider, credentials=credentials)
+    if credential_id and str(credential_id).isdigit():
+        pool = Credential.objects.filter(provider=provider)
+        page.credential = (pool.enabled() if enabled_only else pool).filter(pk=credential_id).first()
+    if page.credential is None and len(credentials) == 1 and enabled_only:
+        page.credential = credentials[0]  # also after switching provider: the old id is another provider's
+    return page
+
+
+def _placeholders(page: Page) -> dict[str, str]:
+    """Defaults that come from the credential (HighLevel location, Graph group) shown in the empty input."""
+    assert page.credential is not None
+    defaults = services.SETTING_DEFAULTS.get(page.provider, {})
+    return {
+        name: f"{page.credential.settings[setting]} (the credential's)"
+        for name, setting in defaults.items()
+        if page.credential.settings.get(setting)
+    }
+
+
+def _new_row(page: Page, index: int, number: int) -> Row:
+    """One empty row of the formset, at ``index`` (what "Add participant" returns)."""
+    form_class = builder.participant_form_class(page.provider)
+    form = form_class(prefix=f"{builder.PREFIX}-{index}", use_required_attribute=False)
+    return Row(
+        index=index,
+        number=number,
+        form=form,
+        fields=builder.wire(form, page.module.PARTICIPANT_FIELDS, page.url()),
+    )
+
+
+def _build_forms(page: Page, fields: dict[str, str], rows: list[dict[str, str]], *, bound: bool) -> None:
+    """Step 2's forms; rows are numbered 0… afresh (removed rows leave no gaps in a full render)."""
+    module = page.module
+    form_class = builder.body_form_class(page.provider)
+    if bound:
+        page.body_form = form_class(data=fields, use_required_attribute=False)
+        page.body_form.is_valid()
+    else:
+        page.body_form = form_class(initial=fields, use_required_attribute=False)
+    page.body_fields = builder.wire(page.body_form, module.BODY_FIELDS, page.url(), _placeholders(page))
+    formset_class = builder.participant_formset_class(page.provider)
+    options = {"prefix": builder.PREFIX, "form_kwargs": {"use_required_attribute": False}}
+    if bound:
+        data = {f"{builder.PREFIX}-TOTAL_FORMS": str(len(rows)), f"{builder.PREFIX}-INITIAL_FORMS": "0"}
+        for index, values in enumerate(rows):
+            data |= {f"{builder.PREFIX}-{index}-{name}": value for name, value in values.items()}
+        formset = formset_class(data=data, **options)
+        formset.is_valid()
+    else:
+        formset = formset_class(initial=rows, **options)
+    page.rows = [
+        Row(
+            index=i, number=i + 1, form=form, fields=builder.wire(form, module.PARTICIPANT_FIELDS, page.url())
+        )
+        for i, form in enumerate(formset.forms)
+    ]
+    page.total_forms = len(page.rows)
+
+
+def _posted(page: Page, data: QueryDict) -> tuple[dict[str, str], list[dict[str, str]]]:
+    module = page.module
+    fields = {spec.name: data.get(spec.name, "") for spec in module.BODY_FIELDS}
+    rows = [values for _, values in builder.present_rows(data, module.PARTICIPANT_FIELDS)]
+    return fields, rows
+
+
+def _body(page: Page, fields: dict[str, str], rows: list[dict[str, str]]) -> tuple[dict[str, Any], list[int]]:
+    """The provider body from the form (blank rows skipped) and, per body participant, its row number."""
+    kept = [(i, values) for i, values in enumerate(rows) if not builder.is_blank(values)]
+    return page.module.body_from_fields(fields, [values for _, values in kept]), [i for i, _ in kept]
+
+
+def _apply_errors(page: Page, errors: dict[str, list[str]], row_of: list[int]) -> None:
+    """Put each error at the input that caused it: body field, participant field, or a box."""
+    module = page.module
+    body_names = {spec.name for spec in module.BODY_FIELDS}
+    row_names = {spec.name for spec in module.PARTICIPANT_FIELDS}
+    path = module.PARTICIPANTS_PATH
+    for where, messages_ in errors.items():
+        if where in body_names and page.body_form is not None:
+            page.body_form.add_error(where, messages_)
+            continue
+        if path and where.startswith(f"{path}."):
+            position, _, sub = where[len(path) + 1 :].partition(".")
+            if position.isdigit() and int(position) < len(row_of):
+                form = page.rows[row_of[int(position)]].form
+                form.add_error(sub if sub in row_names else None, messages_)
+                continue
+        if path and where.startswith(path):
+            page.participant_errors += messages_
+        else:
+            page.form_errors += messages_
+
+
+def _render(request: HttpRequest, page: Page, partial: str | None, **extra: Any) -> HttpResponse:
+    """The partial for htmx, the whole page otherwise (also for htmx history restores)."""
+    fragment = request.htmx and not request.htmx.history_restore_request
+    name = f"{TEMPLATE}#{partial}" if fragment and partial else TEMPLATE
+    response = render(request, name, page.context(request, **extra))
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+# --- the view -----------------------------------------------------------------------------------
+
+
 @role_required(CREATORS)
+@require_http_methods(["GET", "POST"])
 def new_conversation(request: HttpRequest) -> HttpResponse:
-    return render(request, "conversations/new.html", {})
+    if request.method == "GET":
+        return _show(request)
+    data = request.POST
+    page = _choose(data.get("provider", ""), data.get("credential"), enabled_only=False)
+    if page.credential is None:
+        if request.htmx and ("_validate_field" in data or "_add_row" in data or "_remove_row" in data):
+            return HttpResponseBadRequest("Choose a provider and a credential first.")
+        page.form_errors.append("Choose a provider and one of its credentials.")
+        response = _render(request, page, "builder")
+        if request.htmx:
+            retarget(response, "#builder")
+            reswap(response, "innerHTML")
+        return response
+    if "_validate_field" in data:
+        return _validate_field(request, page, data["_validate_field"])
+    if "_add_row" in data and request.htmx:
+        return _add_row(request, page)
+    if "_remove_row" in data and request.htmx:
+        return _remove_row(request, page)
+    fields, rows = _posted(page, data)
+    if "_add_row" in data and len(rows) < page.module.MAX_PARTICIPANTS:
+        rows.append({})
+    elif "_remove_row" in data:
+        indices = [i for i, _ in builder.present_rows(data, page.module.PARTICIPANT_FIELDS)]
+        rows = [values for i, values in zip(indices, rows, strict=True) if str(i) != data["_remove_row"]]
+    page.idempotency_key = _key(data.get("idempotency_key"))
+    _build_forms(page, fields, rows, bound=True)
+    if "_add_row" in data or "_remove_row" in data:
+        return _render(request, page, "step2")
+    if "_preview" in data:
+        return _preview(request, page, fields, rows)
+    return _submit(request, page, fields, rows)
+
+
+def _key(value: str | None) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(uuid.uuid4())
+
+
+def _show(request: HttpRequest) -> HttpResponse:
+    source = request.GET.get("from")
+    if source:
+        return _duplicate(request, source)
+    page = _choose(request.GET.get("provider", ""), request.GET.get("credential"))
+    if page.credential is not None:
+        page.idempotency_key = str(uuid.uuid4())
+        _build_forms(page, {}, [{}] if page.has_participants else [], bound=False)
+    response = _render(request, page, "builder")
+    if request.htmx:
+        push_url(response, page.url())
+    return response
+
+
+def _duplicate(request: HttpRequest, source: str) -> HttpResponse:
+    """ "Duplicate as new": the fields and rows of a record (its body holds no secret), ids left blank."""
+    if not source.isdigit():
+        raise Http404("No such conversation.")
+    original = get_object_or_404(Conversation.objects.select_related("credential"), pk=source)
+    page = _choose(original.provider, None if original.credential.disabled else str(original.credential_id))
+    fields, rows = page.module.fields_from_body(original.request_body or {})
+    cleared = [name for name in services.NOT_DUPLICATED.get(page.provider, ()) if fields.pop(name, "")]
+    for name, setting in services.SETTING_DEFAULTS.get(page.provider, {}).items():
+        if page.credential and fields.get(name) == page.credential.settings.get(setting):
+            fields.pop(name)  # the credential's default: leave the input empty so it follows the credential
+    labels = {spec.name: spec.label for spec in page.module.BODY_FIELDS}
+    page.notice = f"Copied from conversation {original.pk}." + (
+        f" Cleared, as each conversation needs its own: {', '.join(labels.get(n, n) for n in cleared)}."
+        if cleared
+        else ""
+    )
+    if page.credential is None:
+        page.notice += " Its credential is disabled: choose another one."
+        return _render(request, page, "builder")
+    page.idempotency_key = str(uuid.uuid4())
+    if not rows and page.has_participants:
+        rows = [{}]
+    _build_forms(page, fields, rows, bound=False)
+    return _render(request, page, "builder")
+
+
+# --- small actions ------------------------------------------------------------------------------
+
+
+def _validate_field(request: HttpRequest, page: Page, name: str) -> HttpResponse:
+    """One input left by the user: only its error container (and cleared ones of its neighbours)."""
+    module = page.module
+    data = request.POST
+    match = builder.ROW_NAME.match(name)
+    row_specs = {spec.name: spec for spec in module.PARTICIPANT_FIELDS}
+    if match and match.group(2) in row_specs and module.PARTICIPANTS_PATH:
+        index = int(match.group(1))
+        values = builder.row_values(data, module.PARTICIPANT_FIELDS, index)
+        errors: dict[str, list[str]] = {}
+        if not builder.is_blank(values):
+            body = module.body_from_fields({}, [values])
+            rows = services.dig(body, module.PARTICIPANTS_PATH)
+            row = rows[0] if isinstance(rows, list) and rows else {}
+            errors = services.errors_by_path(module.validate_participant(row, index))
+        prefix = f"{module.PARTICIPANTS_PATH}.{index}."
+        names = {f"{builder.PREFIX}-{index}-{spec}": prefix + spec for spec in row_specs}
+    elif name in {spec.name for spec in module.BODY_FIELDS}:
+        fields, rows_ = _posted(page, data)
+        body, _ = _body(page, fields, rows_)
+        errors = services.validate_body(body, page.credential) if page.credential else {}
+        names = {spec.name: spec.name for spec in module.BODY_FIELDS}
+    else:
+        return HttpResponseBadRequest("Unknown field.")
+    target = _container(name, errors.get(names[name], []))
+    cleared = [_container(html, []) for html, path in names.items() if html != name and not errors.get(path)]
+    return render(request, f"{TEMPLATE}#validation", {"target": target, "cleared": cleared})
+
+
+def _container(html_name: str, errors: list[str]) -> dict[str, Any]:
+    return {"slug": builder.css_id(html_name), "input_id": f"id_{html_name}", "errors": errors}
+
+
+def _add_row(request: HttpRequest, page: Page) -> HttpResponse:
+    """One new row (focus moves to it), the new TOTAL_FORMS and the add button, or the limit message."""
+    module = page.module
+    present = [i for i, _ in builder.present_rows(request.POST, module.PARTICIPANT_FIELDS)]
+    try:
+        total = int(request.POST.get(f"{builder.PREFIX}-TOTAL_FORMS", "0"))
+    except ValueError:
+        total = 0
+    index = max([total, *(i + 1 for i in present)])
+    count = len(present)
+    row = None
+    if count < module.MAX_PARTICIPANTS:
+        row = _new_row(page, index, count + 1)
+        first = row.fields[0].bound.field.widget.attrs if row.fields else {}
+        first["data-autofocus"] = ""
+        count += 1
+        index += 1
+    page.rows = [row] if row else []
+    context = page.context(
+        request, row=row, at_cap=count >= module.MAX_PARTICIPANTS, total_forms=max(index, total)
+    )
+    return render(request, f"{TEMPLATE}#row_added", context)
+
+
+def _remove_row(request: HttpRequest, page: Page) -> HttpResponse:
+    """htmx deletes the row itself; the answer re-enables the add button and moves focus to it."""
+    present = [i for i, _ in builder.present_rows(request.POST, page.module.PARTICIPANT_FIELDS)]
+    count = len([i for i in present if str(i) != request.POST.get("_remove_row")])
+    context = page.context(request, at_cap=count >= page.module.MAX_PARTICIPANTS, focus_add=True)
+    return render(request, f"{TEMPLATE}#row_removed", context)
+
+
+def _preview(
+    request: HttpRequest, page: Page, fields: dict[str, str], rows: list[dict[str, str]]
+) -> HttpResponse:
+    body, row_of = _body(page, fields, rows)
+    assert page.credential is not None
+    try:
+        page.preview = services.preview_request(body, page.credential)
+    except services.ValidationFailed as exc:
+        _apply_errors(page, exc.errors, row_of)
+        response = _render(request, page, "step2")
+        if request.htmx:
+            retarget(response, "#step2")
+            reswap(response, "innerHTML")
+        return response
+    except services.CallFailed as exc:
+        page.preview_error = str(exc)
+    return _render(request, page, "preview" if request.htmx else None)
+
+
+def _submit(
+    request: HttpRequest, page: Page, fields: dict[str, str], rows: list[dict[str, str]]
+) -> HttpResponse:
+    body, row_of = _body(page, fields, rows)
+    assert page.credential is not None
+    try:
+        conversation = services.do_create_conversation(
+            body,
+            credential=page.credential,
+            acting_user=request.user,
+            idempotency_key=page.idempotency_key,
+            ip=client_ip(request),
+        )
+    except services.ValidationFailed as exc:
+        _apply_errors(page, exc.errors, row_of)
+        return _render(request, page, "step2")
+    if not request.htmx:
+        if conversation.status == Status.CREATED:
+            messages.success(request, f"Conversation created: {conversation.external_id}.")
+        else:
+            messages.error(
+                request, f"{page.label} did not create the conversation: {conversation.error_message}"
+            )
+        return redirect("conversation_detail", conversation.pk)
+    page.result = conversation
+    if conversation.status != Status.CREATED:
+        # The key is spent on this failed attempt: a corrected form must be able to try again.
+        page.idempotency_key = str(uuid.uuid4())
+    return _render(request, page, "step2", **_result_context(conversation))
+
+
+def _result_context(conversation: Conversation) -> dict[str, Any]:
+    response = conversation.response_body if isinstance(conversation.response_body, dict) else {}
+    existing_id = response.get("existing_conversation_id")
+    existing = (
+        Conversation.objects.filter(
+            provider=conversation.provider, external_id=existing_id, status=Status.CREATED
+        )
+        .exclude(pk=conversation.pk)
+        .first()
+        if existing_id
+        else None
+    )
+    return {
+        "lookup": response.get("lookup") if isinstance(response.get("lookup"), dict) else None,
+        "existing_id": existing_id,
+        "existing_record": existing,
+    }

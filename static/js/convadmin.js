@@ -21,3 +21,13 @@ document.addEventListener("htmx:afterSettle", (event) => {
     : null;
   if (target) { target.focus(); target.removeAttribute("data-autofocus"); }
 });
+
+// Inline validation: when htmx swaps in a field's error container, keep its input's aria-invalid in step.
+document.addEventListener("htmx:afterSettle", (event) => {
+  const box = event.detail.elt;
+  if (!box || !box.matches || !box.matches("[data-error-for]")) return;
+  const input = document.getElementById(box.dataset.errorFor);
+  if (!input) return;
+  if (box.querySelector("li")) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+});

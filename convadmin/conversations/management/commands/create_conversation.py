@@ -1,0 +1,87 @@
+"""``create_conversation LABEL --file BODY.json [--user USERNAME]`` (DESIGN.md §5: a stable contract).
+
+Prints one JSON object ``{"id", "status", "external_id", "errors"}`` on stdout and exits
+0 — created (``status`` "created", ``external_id`` the provider's id);
+1 — the provider refused or could not be reached; the record is saved as failed and ``errors`` is
+    ``{"provider": ["<the provider's own message>"]}`` plus ``"code": ["<its code>"]`` where there is
+    one and ``"existing_id": ["<id>"]`` when the provider named a conversation that already exists;
+2 — invalid input, nothing sent, nothing saved: ``id`` and ``external_id`` null, ``status``
+    "invalid", ``errors`` maps field paths (``participants.3.user_id``, ``topic``) — or ``file``,
+    ``label``, ``credential``, ``user`` — to lists of messages.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+
+from convadmin.accounts.services import system_user
+from convadmin.conversations import services
+from convadmin.conversations.models import Conversation, Status
+from convadmin.credentials.models import Credential
+
+
+class Command(BaseCommand):
+    help = "Create a conversation with a stored credential from the provider's own JSON body."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("label", help="The credential's label.")
+        parser.add_argument(
+            "--file", required=True, help="The request body as JSON, in the provider's own format."
+        )
+        parser.add_argument("--user", help="The acting user for the audit trail (default: the system user).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        code, output = self.run(options["label"], options["file"], options.get("user"))
+        self.stdout.write(json.dumps(output, ensure_ascii=False))
+        if code:
+            sys.exit(code)
+
+    def run(self, label: str, path: str, username: str | None) -> tuple[int, dict[str, Any]]:
+        try:
+            body = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            return invalid({"file": [f"Cannot read {path}: {exc.strerror or exc}."]})
+        except (UnicodeDecodeError, ValueError) as exc:
+            return invalid({"file": [f"{path} is not valid JSON: {exc}."]})
+        credential = Credential.objects.filter(label=label).first()
+        if credential is None:
+            return invalid({"label": [f"No credential is labelled {label!r}."]})
+        if username:
+            user = get_user_model().objects.filter(username=username).first()
+            if user is None:
+                return invalid({"user": [f"No user is called {username!r}."]})
+        else:
+            user = system_user()
+        try:
+            conversation = services.do_create_conversation(body, credential=credential, acting_user=user)
+        except services.ValidationFailed as exc:
+            return invalid(exc.errors)
+        return outcome(conversation)
+
+
+def invalid(errors: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    return 2, {"id": None, "status": "invalid", "external_id": None, "errors": errors}
+
+
+def outcome(conversation: Conversation) -> tuple[int, dict[str, Any]]:
+    errors: dict[str, list[str]] = {}
+    if conversation.status != Status.CREATED:
+        errors["provider"] = [conversation.error_message or "The conversation was not created."]
+        if conversation.error_code:
+            errors["code"] = [conversation.error_code]
+        existing = (conversation.response_body or {}).get("existing_conversation_id")
+        if existing:
+            errors["existing_id"] = [str(existing)]
+    output = {
+        "id": conversation.pk,
+        "status": conversation.status,
+        "external_id": conversation.external_id or None,
+        "errors": errors,
+    }
+    return (0 if conversation.status == Status.CREATED else 1), output
