@@ -73,11 +73,27 @@ test: lint check deploy-check pytest
 browser: venv
 	$(VENV)/bin/pytest -m browser -p no:randomly tests/browser
 
-demo: venv .env
-	@echo "not yet: the sandbox demo comes with the sandbox issue"
+SANDBOX_PORT ?= 8401
 
+# The sandbox (four emulated APIs on ports SANDBOX_PORT..+3) and the app, seeded with demo users,
+# sandbox credentials and sample records. Idempotent; Ctrl-C stops both.
+demo: venv .env
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@mkdir -p .demo; rm -f .demo/sandbox-credentials.json; \
+	$(PY) -m providers.sandbox --port $(SANDBOX_PORT) --seed demo --quiet \
+	  --credentials-out .demo/sandbox-credentials.json > .demo/sandbox.log 2>&1 & sandbox=$$!; \
+	trap 'kill $$sandbox 2>/dev/null' EXIT INT TERM; \
+	for i in $$(seq 50); do [ -s .demo/sandbox-credentials.json ] && break; sleep 0.1; done; \
+	[ -s .demo/sandbox-credentials.json ] || { echo "the sandbox did not start: see .demo/sandbox.log" >&2; exit 1; }; \
+	PROVIDER_TIMEOUT=5 $(PY) manage.py seed_demo --credentials .demo/sandbox-credentials.json && \
+	echo "convadmin demo on http://$(HOST):$(PORT)/  (sandbox on 127.0.0.1:$(SANDBOX_PORT)-$$(($(SANDBOX_PORT)+3)); Ctrl-C stops)" && \
+	SECURE_COOKIES=$${SECURE_COOKIES:-0} DEBUG=$${DEBUG:-1} $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+# Seeds 1,000,000 records into PostgreSQL database convadmin_bench (BENCH_PG, BENCH_ROWS…: see bench/run.py) once,
+# then times list vs admin, create overhead and export; writes bench/results.md. Not part of `make test`.
 bench: venv
-	@echo "not yet: the benchmark comes with the inspect issue"
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

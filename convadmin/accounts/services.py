@@ -16,7 +16,7 @@ User = get_user_model()
 SYSTEM_USERNAME = "system"
 
 
-def _set_role(user: AbstractUser, role: str) -> None:
+def set_role(user: AbstractUser, role: str) -> None:
     if role not in ROLES:
         raise ValueError(f"Unknown role {role!r}.")
     user.groups.remove(*Group.objects.filter(name__in=ROLES).exclude(name=role))
@@ -39,7 +39,7 @@ def do_create_first_admin(username: str, email: str, password: str, *, ip: str |
         if User.objects.select_for_update().exists():
             raise PermissionError("An administrator already exists.")
         user = User.objects.create_user(username=username, email=email, password=password, is_staff=True)
-        _set_role(user, ADMINISTRATOR)
+        set_role(user, ADMINISTRATOR)
         record(EventType.FIRST_ADMIN_CREATED, actor=user, target=user, ip=ip, extra={"role": ADMINISTRATOR})
     return user
 
@@ -51,7 +51,7 @@ def do_create_user(
         user = User.objects.create_user(
             username=username, email=email, password=password, is_staff=role == ADMINISTRATOR
         )
-        _set_role(user, role)
+        set_role(user, role)
         record(
             EventType.USER_CREATED,
             actor=acting_user,
@@ -73,7 +73,7 @@ def do_change_user(
         new = {"role": role, "is_active": is_active}
         if old == new:
             return {}
-        _set_role(user, role)
+        set_role(user, role)
         user.is_active = is_active
         user.is_staff = role == ADMINISTRATOR
         user.save(update_fields=["is_active", "is_staff"])
