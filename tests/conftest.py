@@ -3,7 +3,19 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from convadmin.accounts.roles import ROLES
 from tests.factories import UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _roles_exist(request):
+    """Transactional tests (live server, browser) flush the tables, and with them the roles' groups."""
+    if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+        from django.contrib.auth.models import Group
+
+        request.getfixturevalue("transactional_db")
+        for name in ROLES:
+            Group.objects.get_or_create(name=name)
 
 
 @pytest.fixture
