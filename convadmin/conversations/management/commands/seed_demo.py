@@ -10,11 +10,13 @@ import json
 import logging
 import secrets
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from convadmin.accounts.roles import ADMINISTRATOR, AUDITOR, SUPPORT
 from convadmin.accounts.services import set_role
@@ -129,7 +131,7 @@ class Command(BaseCommand):
             made += 1
             self.stdout.write(f"  {conversation.provider:9} {conversation.status:8} {conversation}")
         # A record whose process died mid-call: the detail page offers "Check with provider".
-        Conversation.objects.create(
+        pending = Conversation.objects.create(
             provider="twilio",
             credential=credentials["twilio"],
             created_by=support,
@@ -138,4 +140,6 @@ class Command(BaseCommand):
             participants=["agent-0", "customer-100"],
             request_body={"FriendlyName": "Order 1000", "UniqueName": "order-1000", "Participant": [{"identity": "agent-0"}]},
         )
+        # Backdated: a fresh pending record may still be in flight, and "Check with provider" waits for it.
+        Conversation.objects.filter(pk=pending.pk).update(created_at=timezone.now() - timedelta(hours=1))
         self.stdout.write(f"Added {made + 1} sample records.")
