@@ -44,14 +44,32 @@ def sample_bodies() -> list[tuple[str, dict[str, Any]]]:
     bodies: list[tuple[str, dict[str, Any]]] = []
     for i in range(6):
         members = [{"user_id": _uuid(10 * i + k)} for k in range(1 + i % 4)]
-        bodies.append(("mixin", {"category": "GROUP", "name": f"Support squad {i + 1}", "participants": members}))
+        bodies.append(
+            ("mixin", {"category": "GROUP", "name": f"Support squad {i + 1}", "participants": members})
+        )
     bodies.append(("mixin", {"category": "CONTACT", "participants": [{"user_id": _uuid(99)}]}))
-    bodies.append(("mixin", {"category": "GROUP", "name": "fail-500 outage drill", "participants": [{"user_id": _uuid(98)}]}))
+    bodies.append(
+        (
+            "mixin",
+            {"category": "GROUP", "name": "fail-500 outage drill", "participants": [{"user_id": _uuid(98)}]},
+        )
+    )
     for i in range(6):
         participants = [{"identity": f"agent-{i}"}, {"identity": f"customer-{100 + i}"}]
-        bodies.append(("twilio", {"FriendlyName": f"Order {1000 + i}", "UniqueName": f"order-{1000 + i}", "Participant": participants}))
+        bodies.append(
+            (
+                "twilio",
+                {
+                    "FriendlyName": f"Order {1000 + i}",
+                    "UniqueName": f"order-{1000 + i}",
+                    "Participant": participants,
+                },
+            )
+        )
     bodies.append(("twilio", {"FriendlyName": "Escalation", "Participant": [{"identity": "fail-500"}]}))
-    bodies.append(("twilio", {"FriendlyName": "Returns", "UniqueName": "duplicate-returns", "Participant": []}))
+    bodies.append(
+        ("twilio", {"FriendlyName": "Returns", "UniqueName": "duplicate-returns", "Participant": []})
+    )
     for i in range(6):
         bodies.append(("highlevel", {"contactId": f"demoContact{i:02d}AAAAAAA"}))
     bodies.append(("highlevel", {"contactId": "duplicateAAAAAAAAAAA"}))
@@ -68,7 +86,10 @@ def sample_bodies() -> list[tuple[str, dict[str, Any]]]:
                         {
                             "posts": [
                                 {
-                                    "body": {"contentType": "text", "content": f"Kick-off for review {i + 1}."},
+                                    "body": {
+                                        "contentType": "text",
+                                        "content": f"Kick-off for review {i + 1}.",
+                                    },
                                     "newParticipants": [{"emailAddress": {"name": name, "address": address}}],
                                 }
                             ]
@@ -80,7 +101,10 @@ def sample_bodies() -> list[tuple[str, dict[str, Any]]]:
     bodies.append(
         (
             "msgraph",
-            {"topic": "fail-500 rehearsal", "threads": [{"posts": [{"body": {"contentType": "text", "content": "Hi"}}]}]},
+            {
+                "topic": "fail-500 rehearsal",
+                "threads": [{"posts": [{"body": {"contentType": "text", "content": "Hi"}}]}],
+            },
         )
     )
     return bodies
@@ -90,7 +114,9 @@ class Command(BaseCommand):
     help = "Create the demo administrator, sandbox credentials and sample records (idempotent)."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--credentials", required=True, help="JSON file written by the sandbox (--credentials-out)")
+        parser.add_argument(
+            "--credentials", required=True, help="JSON file written by the sandbox (--credentials-out)"
+        )
         parser.add_argument("--password", help="password of the demo users (default: a new random one)")
 
     def handle(self, *args: Any, credentials: str, password: str | None, **options: Any) -> None:
@@ -105,15 +131,21 @@ class Command(BaseCommand):
         self._user("demo-auditor", AUDITOR, password)
         stored = {}
         for provider, label in LABELS.items():
-            stored[provider] = do_add_credential(provider, label, sandbox[provider], acting_user=admin, replace=True)
+            stored[provider] = do_add_credential(
+                provider, label, sandbox[provider], acting_user=admin, replace=True
+            )
         if Conversation.objects.filter(credential__label__in=LABELS.values()).exists():
             self.stdout.write("Sample records exist already; none added.")
         else:
             self._samples(stored, admin)
-        self.stdout.write(f"Demo users: demo (Administrator), demo-support, demo-auditor — password: {password}")
+        self.stdout.write(
+            f"Demo users: demo (Administrator), demo-support, demo-auditor — password: {password}"
+        )
 
     def _user(self, username: str, role: str, password: str):
-        user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.test"})
+        user, _ = User.objects.get_or_create(
+            username=username, defaults={"email": f"{username}@example.test"}
+        )
         user.set_password(password)
         user.is_active = True
         user.is_staff = role == ADMINISTRATOR
@@ -138,7 +170,11 @@ class Command(BaseCommand):
             status=Status.PENDING,
             name="Order 1000",
             participants=["agent-0", "customer-100"],
-            request_body={"FriendlyName": "Order 1000", "UniqueName": "order-1000", "Participant": [{"identity": "agent-0"}]},
+            request_body={
+                "FriendlyName": "Order 1000",
+                "UniqueName": "order-1000",
+                "Participant": [{"identity": "agent-0"}],
+            },
         )
         # Backdated: a fresh pending record may still be in flight, and "Check with provider" waits for it.
         Conversation.objects.filter(pk=pending.pk).update(created_at=timezone.now() - timedelta(hours=1))
