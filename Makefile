@@ -73,6 +73,10 @@ test: lint check deploy-check pytest
 browser: venv
 	$(VENV)/bin/pytest -m browser -p no:randomly tests/browser
 
+# Regenerates the README's images in docs/screenshots/ (committed) from `make demo`'s data, in Debian's chromium.
+screenshots: venv
+	$(VENV)/bin/pytest -m browser -p no:randomly tests/browser/screenshots.py
+
 SANDBOX_PORT ?= 8401
 
 # The sandbox (four emulated APIs on ports SANDBOX_PORT..+3) and the app, seeded with demo users,

@@ -4,4 +4,5 @@ from convadmin.audit import views
 
 urlpatterns = [
     path("", views.audit_log, name="audit"),
+    path("export/", views.audit_export, name="audit_export"),
 ]

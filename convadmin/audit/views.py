@@ -1,13 +1,162 @@
+"""The audit log page (filters, keyset pages) and its streamed export. Read-only: nothing edits or deletes."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_safe
+from django.views.decorators.vary import vary_on_headers
 
 from convadmin.accounts.roles import AUDITORS, role_required
-from convadmin.audit.models import AuditEvent
+from convadmin.audit.models import AuditEvent, EventType
+from convadmin.audit.services import client_ip, record
+from convadmin.conversations import export
+from convadmin.conversations.inspect import render_list
+from convadmin.conversations.queries import (
+    FilterForm,
+    QuickSelect,
+    date_input,
+    date_range,
+    decode_cursor,
+    describe_filters,
+    keyset_page,
+    page_size_field,
+    plain_choices,
+)
+
+TARGET_TYPES = [("user", "User"), ("credential", "Credential"), ("conversation", "Conversation")]
+EVENT_COLUMNS = {
+    "event_time": "event_time",
+    "id": "id",
+    "event_type": "event_type",
+    "actor": "actor_name",
+    "ip": "ip",
+    "target_type": "target_type",
+    "target_id": "target_id",
+    "target_label": "target_label",
+    "extra": "extra",
+}
+EVENT_FIELDS = tuple(EVENT_COLUMNS)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if value == "":
+        return "(empty)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        if value and set(value) <= {"old", "new"}:
+            return f"{_text(value.get('old'))} → {_text(value.get('new'))}"
+        return ", ".join(f"{k}: {_text(v)}" for k, v in value.items()) or "(none)"
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value) or "(none)"
+    return str(value)
+
+
+def readable_changes(extra: Any) -> list[tuple[str, str]]:
+    """An event's ``extra`` (or a refresh's differences) as ``(name, text)`` pairs, ``old → new`` for a
+    change."""
+    if isinstance(extra, dict):
+        return [(str(key), _text(value)) for key, value in extra.items()]
+    return [("", _text(extra))] if extra not in (None, "", [], {}) else []
+
+
+class AuditFilterForm(FilterForm):
+    event_type = forms.ChoiceField(
+        label="Event", choices=[("", "Any event"), *EventType.choices], required=False, widget=QuickSelect
+    )
+    actor = forms.ModelChoiceField(
+        get_user_model().objects.only("id", "username").order_by("username"),
+        required=False,
+        empty_label="Anyone",
+        to_field_name="username",
+        widget=QuickSelect,
+    )
+    target_type = forms.ChoiceField(
+        label="Target", choices=[("", "Any target"), *TARGET_TYPES], required=False, widget=QuickSelect
+    )
+    target_id = forms.CharField(label="Target id", required=False, max_length=64)
+    since = forms.DateField(label="From", required=False, widget=date_input())
+    until = forms.DateField(label="To", required=False, widget=date_input())
+    size = page_size_field()
+
+    FILTERS = ("event_type", "actor", "target_type", "target_id", "since", "until")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plain_choices(
+            self.fields["actor"],
+            get_user_model().objects.order_by("username").values_list("username", "username"),
+            "Anyone",
+        )
+
+
+def filter_events(qs, filters: dict[str, Any]):
+    if filters.get("event_type"):
+        qs = qs.filter(event_type=filters["event_type"])
+    if filters.get("actor"):
+        qs = qs.filter(actor=filters["actor"])
+    if filters.get("target_type"):
+        qs = qs.filter(target_type=filters["target_type"])
+    if filters.get("target_id"):
+        qs = qs.filter(target_id=filters["target_id"].strip())
+    return qs.filter(date_range("event_time", filters.get("since"), filters.get("until")))
 
 
 @role_required(AUDITORS)
+@require_safe
+@vary_on_headers("HX-Request")
 def audit_log(request: HttpRequest) -> HttpResponse:
-    events = AuditEvent.objects.select_related("actor")[:100]
-    return render(request, "audit/log.html", {"events": events})
+    form = AuditFilterForm(request.GET)
+    filters = form.filters()
+    page = keyset_page(
+        filter_events(AuditEvent.objects.all(), filters),
+        field="event_time",
+        size=form.page_size(),
+        after=decode_cursor(request.GET.get("after")),
+        before=decode_cursor(request.GET.get("before")),
+    )
+    for event in page.rows:
+        event.changes = readable_changes(event.extra)
+    return render_list(request, "audit/log.html", {"form": form, "page": page, "filtered": bool(filters)})
+
+
+@role_required(AUDITORS)
+@require_safe
+def audit_export(request: HttpRequest) -> HttpResponse:
+    """The filtered audit log as CSV or JSONL, streamed; the export is itself an audit event."""
+    fmt = request.GET.get("format", "csv")
+    if fmt not in export.FORMATS:
+        return HttpResponseBadRequest("Choose format=csv or format=jsonl.", content_type="text/plain")
+    form = AuditFilterForm(request.GET)
+    if not form.is_valid():
+        problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        return HttpResponseBadRequest(f"Fix the filters first: {problems}", content_type="text/plain")
+    filters = form.filters()
+    with transaction.atomic(durable=True):
+        record(
+            EventType.AUDIT_EXPORTED,
+            actor=request.user,
+            ip=client_ip(request),
+            extra={"format": fmt, "filters": describe_filters(filters)},
+        )
+    rows = export.dict_rows(
+        filter_events(AuditEvent.objects.all(), filters), EVENT_COLUMNS, EVENT_FIELDS, field="event_time"
+    )
+    if fmt == "csv":
+        rows = ({**row, "extra": json.dumps(row["extra"], ensure_ascii=False)} for row in rows)
+    response = StreamingHttpResponse(
+        export.chunked(export.lines(rows, fmt, EVENT_FIELDS)), content_type=export.CONTENT_TYPES[fmt]
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = content_disposition_header(True, f"audit-{stamp}.{fmt}")
+    return response

@@ -24,7 +24,12 @@ def test_demo_seeds_users_credentials_and_records_of_every_status_once(sandbox_f
     call_command("seed_demo", credentials=str(sandbox_file), password="demo password 1")
     first = capsys.readouterr().out
     assert "password: demo password 1" in first
-    assert set(Credential.objects.values_list("provider", flat=True)) == {"mixin", "twilio", "highlevel", "msgraph"}
+    assert set(Credential.objects.values_list("provider", flat=True)) == {
+        "mixin",
+        "twilio",
+        "highlevel",
+        "msgraph",
+    }
     assert all(c.sandbox for c in Credential.objects.all())
     statuses = set(Conversation.objects.values_list("status", flat=True))
     assert statuses == {Status.CREATED, Status.FAILED, Status.PENDING}

@@ -1,0 +1,9 @@
+"""Settings for `make bench`: the real settings (DEBUG off), plain static files, the test client's host."""
+
+from convadmin.settings import *  # noqa: F403
+
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# One log line per provider call would swamp the benchmark's output.
+LOGGING["loggers"]["providers.http"]["level"] = "WARNING"  # noqa: F405
