@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 from pathlib import Path
 
@@ -11,6 +13,9 @@ import pytest
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+DEMO_PASSWORD = "a long enough passphrase"
+# The sandbox's `slow` trigger holds a create this long; journeys that want a timeout set PROVIDER_TIMEOUT below it.
+SLOW_SECONDS = 2.5
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
@@ -51,7 +56,9 @@ def screenshot(page, name: str) -> Path:
     """Save a full-page screenshot under artifacts/screenshots/ (git-ignored) for people to look at."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    # caret="hide" (the default) leaves style="" on every input; htmx copies it in its next swap and the CSP
+    # (no inline styles) then reports errors that real users never cause.
+    page.screenshot(path=str(path), full_page=True, caret="initial")
     return path
 
 
@@ -61,3 +68,33 @@ def log_in(page, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/conversations/dashboard/")
+
+
+@pytest.fixture
+def sandbox():
+    """The four emulated provider APIs on loopback ports; fresh per test, as the database is."""
+    from providers.sandbox import Sandbox
+
+    with Sandbox(slow_seconds=SLOW_SECONDS) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def demo(sandbox, live_server, tmp_path):
+    """`make demo`'s data: users demo / demo-support / demo-auditor (DEMO_PASSWORD), four "Sandbox …"
+    credentials pointing at the sandbox, and ~32 sample records made through the real services."""
+    from django.core.management import call_command
+
+    path = tmp_path / "sandbox-credentials.json"
+    path.write_text(json.dumps(sandbox.credentials()))
+    call_command("seed_demo", credentials=str(path), password=DEMO_PASSWORD, stdout=io.StringIO())
+    return sandbox
+
+
+def start_conversation(page, provider: str) -> None:
+    """Open "New conversation" from the menu and choose ``provider`` (its only credential is picked for us)."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="New conversation").click()
+    page.get_by_label("Provider").select_option(provider)
+    expect(page.locator("#conversation-form")).to_be_visible()

@@ -31,7 +31,10 @@ def test_first_administrator_logs_in_and_manages_users(page, transactional_db):
 
     # Promote sam in place (htmx row swap, no page reload).
     page.get_by_label("Role of sam").select_option("Auditor")
-    page.locator("#user-2").get_by_role("button", name="Save").click()
-    expect(page.locator("#user-2").get_by_text("Saved")).to_be_visible()
+    row = page.locator(
+        "tr", has=page.get_by_label("Role of sam")
+    )  # not #user-2: ids keep counting across tests
+    row.get_by_role("button", name="Save").click()
+    expect(row.get_by_text("Saved")).to_be_visible()
     screenshot(page, "users")
     assert page.console_errors == []

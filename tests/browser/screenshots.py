@@ -1,0 +1,69 @@
+"""The README's screenshots, over `make demo`'s data: `make screenshots` writes docs/screenshots/*.png.
+
+Not part of `make browser` (pytest collects this file only when it is named on the command line).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import DEMO_PASSWORD, log_in, start_conversation
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+MAX_BYTES = 300_000
+
+
+def shoot(page, name: str, *, full_page: bool = False) -> None:
+    DOCS.mkdir(parents=True, exist_ok=True)
+    path = DOCS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page, caret="initial")  # see conftest.screenshot
+    assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size} bytes: crop it"
+
+
+def test_readme_screenshots(page, demo):
+    log_in(page, "demo", DEMO_PASSWORD)
+    expect(page.get_by_role("heading", name="Recent conversations")).to_be_visible()
+    shoot(page, "dashboard")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Conversations").click()
+    expect(page.locator("table.conversations tbody tr").first).to_be_visible()
+    shoot(page, "conversations")
+
+    page.get_by_role("link", name="Order 1001", exact=True).click()
+    expect(page.get_by_role("heading", name="Order 1001")).to_be_visible()
+    create = page.locator(".exchange").filter(has_text="create").first
+    create.locator("summary", has_text="Response").click()
+    expect(create.locator("details.body-side").nth(1).locator("pre").last).to_be_visible()
+    create.scroll_into_view_if_needed()
+    shoot(page, "conversation-detail", full_page=True)
+
+    start_conversation(page, "twilio")
+    page.get_by_label("Friendly name").fill("Order 4242")
+    page.get_by_label("Unique name").fill("order-4242")
+    page.locator("#participant-0").get_by_label("Chat identity").fill("agent-ann")
+    page.get_by_role("button", name="Add participant").click()
+    row = page.locator("#participant-1")
+    expect(
+        row.get_by_label("Chat identity")
+    ).to_be_focused()  # htmx moved focus there; typing races it otherwise
+    row.get_by_label("Address", exact=True).fill("15558675310")
+    row.get_by_label("Proxy address").fill("+15017122661")
+    expect(page.locator("#err-participants-1-messaging_binding-address")).to_contain_text("E.164")
+    row.get_by_label("Proxy address").press("Tab")
+    expect(page.locator("#err-participants-1-messaging_binding-proxy_address")).to_be_empty()
+    shoot(page, "new-conversation", full_page=True)
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Credentials").click()
+    expect(page.get_by_role("link", name="Sandbox Twilio", exact=True)).to_be_visible()
+    for label in ("Sandbox HighLevel", "Sandbox Microsoft Graph", "Sandbox Mixin", "Sandbox Twilio"):
+        page.get_by_role("button", name=f"Check {label}").click()
+    expect(page.locator("table.credentials .status-ok", has_text="Accepted")).to_have_count(4)
+    expect(page.locator("table.credentials .htmx-request")).to_have_count(0)
+    shoot(page, "credentials", full_page=True)
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit log").click()
+    expect(page.locator("table.events tbody tr").first).to_be_visible()
+    shoot(page, "audit-log")
+    assert page.console_errors == []

@@ -1,0 +1,183 @@
+"""Issue 7: against the sandbox, through the UI: every provider creates, errors and timeouts read clearly."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from convadmin.conversations.models import Conversation
+from tests.browser.conftest import DEMO_PASSWORD, log_in, screenshot, start_conversation
+
+
+@pytest.fixture
+def support_page(page, demo):
+    log_in(page, "demo-support", DEMO_PASSWORD)
+    page.demo_credentials = demo.credentials()
+    return page
+
+
+def create(page) -> object:
+    page.get_by_role("button", name="Create conversation").click()
+    result = page.locator("#result-panel")
+    expect(result).to_be_visible()
+    expect(page.locator("#create-status")).to_have_css("opacity", "0")
+    return result
+
+
+def test_support_creates_a_conversation_on_each_provider(support_page):
+    page = support_page
+
+    start_conversation(page, "mixin")
+    page.get_by_label("Category").select_option("GROUP")
+    page.get_by_label("Group name").fill("QA group")
+    page.locator("#participant-0").get_by_label("User id").fill("3f1c2a55-7b43-4c8e-9a61-2d0b5e8f9c10")
+    page.locator("#participant-0").get_by_label("Role").select_option("ADMIN")
+    result = create(page)
+    expect(result).to_contain_text("Conversation created")
+    expect(result).to_contain_text("Mixin Messenger id")
+
+    start_conversation(page, "twilio")
+    page.get_by_label("Friendly name").fill("QA chat")
+    page.locator("#participant-0").get_by_label("Chat identity").fill("qa-agent")
+    expect(create(page)).to_contain_text("Conversation created")
+
+    start_conversation(page, "highlevel")
+    page.get_by_label("Contact ID").fill("qaContact0001AAAAAAA")
+    location = support_page.demo_credentials["highlevel"]["location_id"]
+    expect(page.get_by_label("Location ID")).to_have_attribute(
+        "placeholder", f"{location} (the credential's)"
+    )
+    expect(create(page)).to_contain_text("Conversation created")
+
+    start_conversation(page, "msgraph")
+    page.get_by_label("Topic").fill("QA review")
+    page.get_by_label("First message").fill("Hello from QA.")
+    page.locator("#participant-0").get_by_label("Name").fill("Adele Vance")
+    page.locator("#participant-0").get_by_label("E-mail address").fill("adele@contoso.test")
+    result = create(page)
+    expect(result).to_contain_text("Conversation created")
+    screenshot(page, "created-msgraph")
+
+    made = Conversation.objects.filter(created_by__username="demo-support", status="created")
+    assert {"QA group", "QA chat", "QA review"} <= set(made.values_list("name", flat=True))
+    assert made.filter(provider="highlevel", request_body__contactId="qaContact0001AAAAAAA").exists()
+    assert page.console_errors == []
+
+
+def test_the_providers_own_error_is_shown_at_the_form_and_can_be_fixed(support_page):
+    page = support_page
+    start_conversation(page, "twilio")
+    page.get_by_label("Friendly name").fill("Order 1001 again")
+    page.get_by_label("Unique name").fill("order-1001")  # the demo data holds it already
+    page.locator("#participant-0").get_by_label("Chat identity").fill("qa-agent")
+    result = create(page)
+    expect(result).to_contain_text("Twilio Conversations did not create the conversation")
+    expect(result.locator(".provider-message")).to_contain_text(
+        "Conversation with provided unique name already exists"
+    )
+    expect(result).to_contain_text("Code 50353 · HTTP 409")
+    expect(result).to_contain_text("Fix what the message says in the fields above")
+    screenshot(page, "provider-error")
+
+    # What the user typed stays; a new unique name goes through with a fresh one-time token.
+    expect(page.get_by_label("Friendly name")).to_have_value("Order 1001 again")
+    page.get_by_label("Unique name").fill("order-1001-b")
+    expect(create(page)).to_contain_text("Conversation created")
+
+    # A 500: the outcome is unknown and, without a unique name, it cannot be looked up — the page says so.
+    start_conversation(page, "twilio")
+    page.locator("#participant-0").get_by_label("Chat identity").fill("fail-500")
+    result = create(page)
+    expect(result).to_contain_text("No clear answer from Twilio Conversations")
+    expect(result.locator(".provider-message")).to_contain_text("Internal Server Error")
+    expect(result).to_contain_text("It cannot be looked up")
+    expect(result).to_contain_text("Do not send it again yet")
+    assert page.console_errors == []
+
+
+def test_a_timeout_is_said_plainly_and_the_record_stays_consistent(support_page, settings):
+    settings.PROVIDER_TIMEOUT = 1.0  # the sandbox holds `slow` creates 2.5 s
+    page = support_page
+
+    # With a unique name, the create that timed out is looked up and found: the record is created.
+    start_conversation(page, "twilio")
+    page.get_by_label("Friendly name").fill("Slow but sure")
+    page.get_by_label("Unique name").fill("slow-order-77")
+    page.locator("#participant-0").get_by_label("Chat identity").fill("qa-agent")
+    result = create(page)
+    expect(result).to_contain_text("Conversation created")
+    expect(result).to_contain_text("We looked it up at Twilio Conversations: it was created.")
+    found = Conversation.objects.get(name="Slow but sure")
+    assert (found.status, found.outcome_unknown) == ("created", False)
+    assert found.external_id.startswith("CH")
+    purposes = list(found.exchanges.order_by("started_at", "id").values_list("purpose", flat=True))
+    assert purposes[0] == "create" and set(purposes[1:]) == {"lookup"}
+
+    # Without one, nothing can be looked up: the outcome is unknown and the record says so.
+    start_conversation(page, "twilio")
+    page.get_by_label("Friendly name").fill("slow escalation")
+    page.locator("#participant-0").get_by_label("Chat identity").fill("qa-agent")
+    result = create(page)
+    expect(result).to_contain_text("No clear answer from Twilio Conversations")
+    expect(result.locator(".provider-message")).to_contain_text("did not answer in time")
+    expect(result).to_contain_text("It cannot be looked up")
+    screenshot(page, "timeout")
+    unknown = Conversation.objects.get(name="slow escalation")
+    assert (unknown.status, unknown.outcome_unknown, unknown.error_code) == ("failed", True, "timeout")
+
+    result.get_by_role("link", name="open the record").click()
+    expect(page.get_by_role("heading", name="slow escalation")).to_be_visible()
+    expect(page.locator(".page-head")).to_contain_text("Outcome unknown")
+    expect(page.get_by_text("The provider did not answer in time")).to_be_visible()
+    # It may exist at Twilio and cannot be looked up: a retry is refused, nothing is sent again.
+    page.get_by_role("button", name="Retry").click()
+    expect(page.locator("#record [role=alert]")).to_contain_text("cannot be looked up without a UniqueName")
+    assert Conversation.objects.filter(name="slow escalation").count() == 1
+    assert page.console_errors == []
+
+
+def test_list_to_detail_to_refresh_from_provider(support_page):
+    page = support_page
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Conversations").click()
+    page.get_by_role("searchbox", name="Search").fill("customer-102")  # a participant of "Order 1002"
+    rows = page.locator("table.conversations tbody tr")
+    expect(rows).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"q=customer-102"))
+    rows.get_by_role("link", name="Order 1002").click()
+
+    expect(page.get_by_role("heading", name="Order 1002")).to_be_visible()
+    refreshed = page.locator("dt:text-is('Refreshed at') + dd")
+    expect(refreshed).to_have_text("never")
+    exchanges = page.locator(".exchange")
+    before = exchanges.count()
+    page.get_by_role("button", name="Refresh from provider").click()
+    expect(page.locator("#record [role=status]").first).to_contain_text(
+        "Refreshed from the provider: 2 participants"
+    )
+    expect(refreshed).not_to_have_text("never")
+    expect(exchanges).to_have_count(before + 2)  # the conversation and its participants, read again
+    expect(exchanges.filter(has_text="refresh").first).to_be_visible()
+    screenshot(page, "refreshed")
+
+    # The record whose process died mid-call: "Check with provider" finds it by its unique name.
+    page.get_by_role("link", name="Conversations").first.click()
+    page.get_by_label("Status").select_option("pending")
+    expect(rows).to_have_count(1)
+    rows.get_by_role("link", name="Order 1000").click()
+    expect(page.get_by_text("Still pending.")).to_be_visible()
+    page.get_by_role("button", name="Check with provider").click()  # just seeded: its call may be running
+    expect(page.locator("#record [role=alert]")).to_contain_text(
+        "still being created; check again in a minute"
+    )
+    pending = Conversation.objects.get(status="pending")
+    Conversation.objects.filter(pk=pending.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    page.get_by_role("button", name="Check with provider").click()
+    expect(page.locator(".page-head .status").first).to_have_text("Created")
+    expect(page.get_by_text("Still pending.")).to_have_count(0)
+    pending.refresh_from_db()
+    assert (pending.status, pending.external_id[:2]) == ("created", "CH")
+    assert page.console_errors == []
