@@ -243,7 +243,8 @@ def _detail_context(conversation: Conversation) -> dict[str, Any]:
         "response_json": json.dumps(response, indent=2, ensure_ascii=False) if response else "",
         "existing_id": existing_id,
         "existing_local": existing_local,
-        "can_retry": conversation.status == Status.FAILED,
+        "can_retry": conversation.status == Status.FAILED
+        and not (services.may_exist(conversation) and services.natural_key(conversation) is None),
         "can_check": services.can_check_with_provider(conversation),
         "natural_key": services.NATURAL_KEYS.get(conversation.provider),
         "can_refresh": conversation.status == Status.CREATED and bool(conversation.external_id),

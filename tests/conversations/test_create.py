@@ -454,6 +454,18 @@ def test_a_timeout_says_what_the_lookup_found(support_client, htmx_headers, twil
     assert "We looked it up at Twilio Conversations by its UniqueName and did not find it" in page
 
 
+def test_a_timeout_without_a_natural_key_sends_the_user_to_the_provider_console(
+    support_client, htmx_headers, twilio_cred, respx_mock
+):
+    respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").mock(side_effect=httpx.ReadTimeout("slow"))
+    page = text(
+        support_client.post(URL, form_data(twilio_cred, {"FriendlyName": "No key"}), headers=htmx_headers)
+    )
+    assert "It cannot be looked up" in page
+    assert "checked in the Twilio Conversations console" in page
+    assert "check with the provider first" not in page
+
+
 def test_mixin_end_to_end_through_the_form(support_client, htmx_headers, respx_mock):
     credential = mixin_credential()
     route = respx_mock.post(f"{MIXIN}/conversations").respond(200, json=mixin_conversation())

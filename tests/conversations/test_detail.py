@@ -370,3 +370,12 @@ def test_check_without_a_natural_key_is_refused_with_the_reason(support_client, 
     Conversation.objects.filter(pk=c.pk).update(created_at=timezone.now() - timedelta(hours=1))
     body = support_client.post(url(c, "conversation_check"), headers=htmx_headers).content.decode()
     assert "Not checked" in body and "UniqueName" in body
+
+
+def test_no_retry_button_when_an_unknown_outcome_cannot_be_looked_up(support_client):
+    unknown = failed(outcome_unknown=True, error_code="timeout", error_status=None)
+    page = support_client.get(url(unknown)).content.decode()
+    assert "check at the provider directly" in page
+    assert "conversation_retry" not in page and f"/conversations/{unknown.pk}/retry/" not in page
+    plain = failed()
+    assert f"/conversations/{plain.pk}/retry/" in support_client.get(url(plain)).content.decode()
