@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
-from django.utils.http import content_disposition_header
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from convadmin.accounts.roles import AUDITORS, role_required
 from convadmin.audit.models import AuditEvent, EventType
-from convadmin.audit.services import client_ip, record
 from convadmin.conversations import export
 from convadmin.conversations.inspect import render_list
 from convadmin.conversations.queries import (
@@ -25,7 +22,6 @@ from convadmin.conversations.queries import (
     date_input,
     date_range,
     decode_cursor,
-    describe_filters,
     keyset_page,
     page_size_field,
     plain_choices,
@@ -134,29 +130,19 @@ def audit_log(request: HttpRequest) -> HttpResponse:
 @require_safe
 def audit_export(request: HttpRequest) -> HttpResponse:
     """The filtered audit log as CSV or JSONL, streamed; the export is itself an audit event."""
-    fmt = request.GET.get("format", "csv")
-    if fmt not in export.FORMATS:
-        return HttpResponseBadRequest("Choose format=csv or format=jsonl.", content_type="text/plain")
-    form = AuditFilterForm(request.GET)
-    if not form.is_valid():
-        problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
-        return HttpResponseBadRequest(f"Fix the filters first: {problems}", content_type="text/plain")
-    filters = form.filters()
-    with transaction.atomic(durable=True):
-        record(
-            EventType.AUDIT_EXPORTED,
-            actor=request.user,
-            ip=client_ip(request),
-            extra={"format": fmt, "filters": describe_filters(filters)},
+
+    def rows(filters: dict[str, Any], fmt: str) -> Iterator[dict[str, Any]]:
+        events = export.dict_rows(
+            filter_events(AuditEvent.objects.all(), filters), EVENT_COLUMNS, EVENT_FIELDS, field="event_time"
         )
-    rows = export.dict_rows(
-        filter_events(AuditEvent.objects.all(), filters), EVENT_COLUMNS, EVENT_FIELDS, field="event_time"
+        for row in events:
+            yield {**row, "extra": json.dumps(row["extra"], ensure_ascii=False)} if fmt == "csv" else row
+
+    return export.streaming_response(
+        request,
+        form=AuditFilterForm(request.GET),
+        event=EventType.AUDIT_EXPORTED,
+        rows=rows,
+        header=EVENT_FIELDS,
+        name="audit",
     )
-    if fmt == "csv":
-        rows = ({**row, "extra": json.dumps(row["extra"], ensure_ascii=False)} for row in rows)
-    response = StreamingHttpResponse(
-        export.chunked(export.lines(rows, fmt, EVENT_FIELDS)), content_type=export.CONTENT_TYPES[fmt]
-    )
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    response["Content-Disposition"] = content_disposition_header(True, f"audit-{stamp}.{fmt}")
-    return response

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from django import forms
+from django.db import transaction
 from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
-from convadmin.conversations.queries import keyset_batches
+from convadmin.audit.models import EventType
+from convadmin.audit.services import client_ip, record
+from convadmin.conversations.queries import describe_filters, keyset_batches
 
 FORMATS = ("jsonl", "csv")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson; charset=utf-8", "csv": "text/csv; charset=utf-8"}
@@ -134,3 +141,36 @@ def chunked(texts: Iterable[str], size: int = 256) -> Iterator[str]:
             buffer.clear()
     if buffer:
         yield "".join(buffer)
+
+
+def streaming_response(
+    request: HttpRequest,
+    *,
+    form: forms.Form,
+    event: EventType,
+    rows: Callable[[dict[str, Any]], Iterable[dict[str, Any]]],
+    header: Sequence[str],
+    name: str,
+    extra: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """A filtered export as a streamed CSV/JSONL download; the export itself is audited with its filters."""
+    fmt = request.GET.get("format", "csv")
+    if fmt not in FORMATS:
+        return HttpResponseBadRequest("Choose format=csv or format=jsonl.", content_type="text/plain")
+    if not form.is_valid():
+        problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        return HttpResponseBadRequest(f"Fix the filters first: {problems}", content_type="text/plain")
+    filters = form.filters()
+    with transaction.atomic(durable=True):
+        record(
+            event,
+            actor=request.user,
+            ip=client_ip(request),
+            extra={"format": fmt, "filters": describe_filters(filters), **(extra or {})},
+        )
+    response = StreamingHttpResponse(
+        chunked(lines(rows(filters, fmt), fmt, header)), content_type=CONTENT_TYPES[fmt]
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = content_disposition_header(True, f"{name}-{stamp}.{fmt}")
+    return response

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from html import escape
 from typing import Any
 from urllib.parse import parse_qsl
 
 from django.contrib import messages
-from django.db import transaction
 from django.db.models.functions import Left, Length
 from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseBadRequest,
-    StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -29,13 +25,12 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from convadmin.accounts.roles import CREATORS, READERS, role_required
 from convadmin.audit.models import EventType
-from convadmin.audit.services import client_ip, record
+from convadmin.audit.services import client_ip
 from convadmin.conversations import export, services
 from convadmin.conversations.models import Conversation, Exchange, Status
 from convadmin.conversations.queries import (
     ConversationFilterForm,
     decode_cursor,
-    describe_filters,
     filter_conversations,
     keyset_page,
 )
@@ -144,29 +139,17 @@ def rows_html(rows: list[dict[str, Any]]) -> SafeString:
 @require_safe
 def conversation_export(request: HttpRequest) -> HttpResponse:
     """The filtered list as CSV or JSONL, streamed; the export itself is audited with its filters."""
-    fmt = request.GET.get("format", "csv")
-    if fmt not in export.FORMATS:
-        return HttpResponseBadRequest("Choose format=csv or format=jsonl.", content_type="text/plain")
-    form = ConversationFilterForm(request.GET)
-    if not form.is_valid():
-        problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
-        return HttpResponseBadRequest(f"Fix the filters first: {problems}", content_type="text/plain")
-    filters = form.filters()
-    with transaction.atomic(durable=True):
-        record(
-            EventType.CONVERSATIONS_EXPORTED,
-            actor=request.user,
-            ip=client_ip(request),
-            extra={"format": fmt, "filters": describe_filters(filters), "via": "web"},
-        )
-    rows = export.conversation_rows(filter_conversations(Conversation.objects.all(), filters))
-    response = StreamingHttpResponse(
-        export.chunked(export.lines(rows, fmt, export.CONVERSATION_FIELDS)),
-        content_type=export.CONTENT_TYPES[fmt],
+    return export.streaming_response(
+        request,
+        form=ConversationFilterForm(request.GET),
+        event=EventType.CONVERSATIONS_EXPORTED,
+        rows=lambda filters, fmt: export.conversation_rows(
+            filter_conversations(Conversation.objects.all(), filters)
+        ),
+        header=export.CONVERSATION_FIELDS,
+        name="conversations",
+        extra={"via": "web"},
     )
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    response["Content-Disposition"] = content_disposition_header(True, f"conversations-{stamp}.{fmt}")
-    return response
 
 
 # Detail -------------------------------------------------------------------------------------------
