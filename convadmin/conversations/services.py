@@ -472,6 +472,26 @@ def _found(
     return conversation
 
 
+def _settle_by_lookup(
+    conversation: Conversation,
+    tracker: _Calls,
+    *,
+    action: str,
+    event: EventType,
+    acting_user: Any,
+    ip: str | None,
+) -> Conversation | None:
+    """Look the conversation up by its natural key: marked created and returned if found, else None."""
+    try:
+        found = _lookup_call(conversation, tracker)
+    except CallFailed as exc:
+        _store_failed_action(conversation, tracker, exc, action=action, acting_user=acting_user, ip=ip)
+        raise
+    if found is None:
+        return None
+    return _found(conversation, found, tracker, action=action, event=event, acting_user=acting_user, ip=ip)
+
+
 def do_retry_conversation(
     conversation: Conversation, *, acting_user: Any, ip: str | None = None
 ) -> Conversation:
@@ -497,21 +517,16 @@ def do_retry_conversation(
                 "“Duplicate as new” if it does not exist."
             )
         tracker = _Calls()
-        try:
-            found = _lookup_call(conversation, tracker)
-        except CallFailed as exc:
-            _store_failed_action(conversation, tracker, exc, action="retry", acting_user=acting_user, ip=ip)
-            raise
-        if found is not None:
-            return _found(
-                conversation,
-                found,
-                tracker,
-                action="retry",
-                event=EventType.CONVERSATION_CREATED,
-                acting_user=acting_user,
-                ip=ip,
-            )
+        settled = _settle_by_lookup(
+            conversation,
+            tracker,
+            action="retry",
+            event=EventType.CONVERSATION_CREATED,
+            acting_user=acting_user,
+            ip=ip,
+        )
+        if settled is not None:
+            return settled
         with transaction.atomic(durable=True):
             tracker.store(conversation.credential, conversation)
     try:
@@ -544,21 +559,16 @@ def do_check_with_provider(
             "and this one has none: check at the provider."
         )
     tracker = _Calls()
-    try:
-        found = _lookup_call(conversation, tracker)
-    except CallFailed as exc:
-        _store_failed_action(conversation, tracker, exc, action="check", acting_user=acting_user, ip=ip)
-        raise
-    if found is not None:
-        return _found(
-            conversation,
-            found,
-            tracker,
-            action="check",
-            event=EventType.CONVERSATION_REFRESHED,
-            acting_user=acting_user,
-            ip=ip,
-        )
+    settled = _settle_by_lookup(
+        conversation,
+        tracker,
+        action="check",
+        event=EventType.CONVERSATION_REFRESHED,
+        acting_user=acting_user,
+        ip=ip,
+    )
+    if settled is not None:
+        return settled
     previous = {"status": conversation.status, "error_code": conversation.error_code}
     label = providers.NAMES.get(conversation.provider, conversation.provider)
     earlier = f" (the first attempt said: {conversation.error_message})" if conversation.error_message else ""
