@@ -6,6 +6,7 @@ A ``.env`` file at the repository root is read when present (``make run`` writes
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -15,7 +16,7 @@ from django.utils.csp import CSP
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.FileAwareEnv()
-if (BASE_DIR / ".env").is_file():
+if (BASE_DIR / ".env").is_file() and not os.environ.get("CONVADMIN_NO_DOTENV"):
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
