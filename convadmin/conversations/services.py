@@ -11,7 +11,7 @@ import json
 import logging
 import shlex
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -398,23 +398,34 @@ def _mark_created(conversation: Conversation, outcome: Created, secrets: set[str
 # --- retry and check ----------------------------------------------------------------------------
 
 
-def _lookup_call(conversation: Conversation, tracker: _Calls) -> Created | None:
-    """``lookup`` by the record's natural key; ProviderError and SecretUnreadable become CallFailed."""
-    module = providers.get(conversation.provider)
+def _provider_call(
+    conversation: Conversation, tracker: _Calls, purpose: str, failure: str, call: Callable[[Any, Http], Any]
+) -> Any:
+    """One provider read for a record; ProviderError and SecretUnreadable become CallFailed."""
     try:
         with _session(conversation.credential, tracker) as provider_credential:
             try:
-                return module.lookup(conversation.request_body, provider_credential, _http(tracker))
+                return call(provider_credential, _http(tracker))
             finally:
-                tracker.take("lookup")
+                tracker.take(purpose)
     except SecretUnreadable as exc:
         raise CallFailed(str(exc), code="secret_unreadable") from None
     except ProviderError as exc:
         raise CallFailed(
-            f"Could not look the conversation up: {redact_text(str(exc), tracker.secrets)}",
-            code=exc.code,
-            status=exc.status,
+            f"{failure}: {redact_text(str(exc), tracker.secrets)}", code=exc.code, status=exc.status
         ) from None
+
+
+def _lookup_call(conversation: Conversation, tracker: _Calls) -> Created | None:
+    """``lookup`` by the record's natural key."""
+    module = providers.get(conversation.provider)
+    return _provider_call(
+        conversation,
+        tracker,
+        "lookup",
+        "Could not look the conversation up",
+        lambda credential, http: module.lookup(conversation.request_body, credential, http),
+    )
 
 
 def _store_failed_action(
@@ -672,22 +683,13 @@ def do_refresh_conversation(
     )
     tracker = _Calls()
     try:
-        try:
-            with _session(conversation.credential, tracker) as provider_credential:
-                try:
-                    fetched = module.fetch(
-                        conversation.external_id, provider_credential, _http(tracker), **options
-                    )
-                finally:
-                    tracker.take("refresh")
-        except SecretUnreadable as exc:
-            raise CallFailed(str(exc), code="secret_unreadable") from None
-        except ProviderError as exc:
-            raise CallFailed(
-                f"The provider could not be read: {redact_text(str(exc), tracker.secrets)}",
-                code=exc.code,
-                status=exc.status,
-            ) from None
+        fetched = _provider_call(
+            conversation,
+            tracker,
+            "refresh",
+            "The provider could not be read",
+            lambda credential, http: module.fetch(conversation.external_id, credential, http, **options),
+        )
     except CallFailed as exc:
         _store_failed_action(conversation, tracker, exc, action="refresh", acting_user=acting_user, ip=ip)
         raise
