@@ -1,10 +1,31 @@
 from __future__ import annotations
 
+import socket
+
 import pytest
 from django.test import Client
 
 from convadmin.accounts.roles import ROLES
 from tests.factories import UserFactory
+
+_getaddrinfo = socket.getaddrinfo
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "testserver"}
+
+
+@pytest.fixture(autouse=True)
+def _no_real_network(monkeypatch):
+    """No test may reach a real provider: name lookups for anything but loopback fail loudly.
+
+    respx intercepts mocked provider hosts before any lookup happens, so only a real escape trips this.
+    """
+
+    def loopback_only(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name not in LOCAL_HOSTS and not name.startswith("127."):
+            raise OSError(f"tests must not reach the network: lookup of {name!r} refused")
+        return _getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
 
 
 @pytest.fixture(autouse=True)
