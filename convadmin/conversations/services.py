@@ -176,13 +176,8 @@ class _Calls:
 
     def store(self, credential: Credential, conversation: Conversation | None) -> None:
         """Save every exchange (call inside the transaction that saves the outcome)."""
-        if self.http is None:
-            return
         for purpose, records in self.batches:
-            self.http.exchanges = list(records)
-            calls.store_exchanges(
-                self.http, credential=credential, purpose=purpose, conversation=conversation
-            )
+            calls.save_exchanges(records, credential=credential, purpose=purpose, conversation=conversation)
         self.batches.clear()
 
 
@@ -460,26 +455,33 @@ def _found(
 ) -> Conversation:
     previous = {"status": conversation.status, "error_code": conversation.error_code}
     _mark_created(conversation, found, tracker.secrets)
+    extra = {"action": action, "found_by_lookup": True, "external_id": conversation.external_id}
+    return _save_lookup_outcome(
+        conversation, tracker, "found", event, {**extra, "previous": previous}, acting_user=acting_user, ip=ip
+    )
+
+
+def _save_lookup_outcome(
+    conversation: Conversation,
+    tracker: _Calls,
+    result: str,
+    event: EventType,
+    extra: dict[str, Any],
+    *,
+    acting_user: Any,
+    ip: str | None,
+) -> Conversation:
+    """Note what the lookup found, then save the record, its exchanges and the audit row together."""
+    message = "Found at the provider" if result == "found" else "Not found at the provider"
     conversation.response_body = {
         **conversation.response_body,
-        "lookup": {"result": "found", "message": "Found at the provider by its natural key."},
+        "lookup": {"result": result, "message": f"{message} by its natural key."},
     }
     conversation.completed_at = conversation.completed_at or timezone.now()
     with transaction.atomic(durable=True):
         conversation.save()
         tracker.store(conversation.credential, conversation)
-        record(
-            event,
-            actor=acting_user,
-            target=conversation,
-            ip=ip,
-            extra={
-                "action": action,
-                "found_by_lookup": True,
-                "external_id": conversation.external_id,
-                "previous": previous,
-            },
-        )
+        record(event, actor=acting_user, target=conversation, ip=ip, extra=extra)
     return conversation
 
 
@@ -591,22 +593,15 @@ def do_check_with_provider(
     conversation.error_code = "not_found"
     conversation.error_status = None
     conversation.outcome_unknown = False
-    conversation.response_body = {
-        **conversation.response_body,
-        "lookup": {"result": "not_found", "message": "Not found at the provider by its natural key."},
-    }
-    conversation.completed_at = conversation.completed_at or timezone.now()
-    with transaction.atomic(durable=True):
-        conversation.save()
-        tracker.store(conversation.credential, conversation)
-        record(
-            EventType.CONVERSATION_REFRESHED,
-            actor=acting_user,
-            target=conversation,
-            ip=ip,
-            extra={"action": "check", "found_by_lookup": False, "previous": previous},
-        )
-    return conversation
+    return _save_lookup_outcome(
+        conversation,
+        tracker,
+        "not_found",
+        EventType.CONVERSATION_REFRESHED,
+        {"action": "check", "found_by_lookup": False, "previous": previous},
+        acting_user=acting_user,
+        ip=ip,
+    )
 
 
 # --- refresh ------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Views never call httpx nor decrypt secrets: services use :func:`provider_session
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +36,18 @@ def store_exchanges(
     http: Http, *, credential: Credential, purpose: str, conversation: Conversation | None = None
 ) -> list[Exchange]:
     """Save every exchange ``http`` recorded (already redacted) and forget them."""
+    rows = save_exchanges(http.exchanges, credential=credential, purpose=purpose, conversation=conversation)
+    http.exchanges.clear()
+    return rows
+
+
+def save_exchanges(
+    records: Iterable[Any], *, credential: Credential, purpose: str, conversation: Conversation | None = None
+) -> list[Exchange]:
+    """Save ``providers.http.Exchange`` records as rows."""
     from convadmin.conversations.models import Exchange
 
-    rows = [
+    return Exchange.objects.bulk_create(
         Exchange.from_record(record, credential=credential, conversation=conversation, purpose=purpose)
-        for record in http.exchanges
-    ]
-    http.exchanges.clear()
-    return Exchange.objects.bulk_create(rows)
+        for record in records
+    )
