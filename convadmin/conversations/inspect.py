@@ -27,7 +27,7 @@ from convadmin.accounts.roles import CREATORS, READERS, role_required
 from convadmin.audit.models import EventType
 from convadmin.audit.services import client_ip
 from convadmin.conversations import export, services
-from convadmin.conversations.models import Conversation, Exchange, Status
+from convadmin.conversations.models import Conversation, Exchange, Status, record_title
 from convadmin.conversations.queries import (
     ConversationFilterForm,
     decode_cursor,
@@ -52,6 +52,7 @@ LIST_FIELDS = (
 )
 STATUS_LABELS = dict(Status.choices)
 SHOWN_PARTICIPANTS = 3
+CHIP_CHARS = 24  # longer values show their first and last 8 characters
 #: Characters of a stored body shown on the page; the rest is a download away.
 PREVIEW_CHARS = 6000
 
@@ -98,6 +99,14 @@ def render_list(request: HttpRequest, template: str, context: dict[str, Any]) ->
     return push_url(response, f"{request.path}?{address.urlencode()}" if address else request.path)
 
 
+def chip_text(value: str) -> str:
+    """A participant as its chip shows it: a long id keeps its start and its end, since ids that share a
+    prefix (Mixin user UUIDs, say) differ at the end; the whole value is the chip's tooltip."""
+    if len(value) <= CHIP_CHARS:
+        return value
+    return f"{value[:8]}…{value[-8:]}"
+
+
 def rows_html(rows: list[dict[str, Any]]) -> SafeString:
     """The list's table rows, built here rather than in the template.
 
@@ -109,7 +118,8 @@ def rows_html(rows: list[dict[str, Any]]) -> SafeString:
     out = []
     for row in rows:
         people = "".join(
-            f'<span class="chip">{escape(str(p))}</span> ' for p in row["participants"][:SHOWN_PARTICIPANTS]
+            f'<span class="chip" title="{escape(str(p))}">{escape(chip_text(str(p)))}</span> '
+            for p in row["participants"][:SHOWN_PARTICIPANTS]
         )
         more = row["participant_count"] - SHOWN_PARTICIPANTS
         if more > 0:
@@ -123,14 +133,19 @@ def rows_html(rows: list[dict[str, Any]]) -> SafeString:
             else '<span class="muted">—</span>'
         )
         created = row["created_at"]
+        title = record_title(row["name"], row["provider"], row["participants"], row["external_id"])
+        # data-label: the column's name, shown beside each cell when a narrow screen stacks the row
         out.append(
-            f"<tr><td>{escape(PROVIDER_LABELS.get(row['provider'], row['provider']))}</td>"
-            f'<td class="cut"><a href="{base}{row["id"]}/">{escape(row["name"] or "(no name)")}</a>'
+            f'<tr><td data-label="Provider">{escape(PROVIDER_LABELS.get(row["provider"], row["provider"]))}</td>'
+            f'<td class="cut" data-label="Name / topic"><a href="{base}{row["id"]}/">{escape(title or "(no name)")}</a>'
             f' <span class="muted">#{row["id"]}</span></td>'
-            f"<td>{people or '<span class="muted">none</span>'}</td><td>{status}</td>"
-            f'<td class="cut">{external}</td><td>{escape(row["credential__label"])}</td>'
-            f"<td>{escape(row['created_by__username'])}</td>"
-            f'<td><time datetime="{created.isoformat()}">{timezone.localtime(created):%Y-%m-%d %H:%M:%S}</time></td></tr>'
+            f'<td data-label="Participants">{people or '<span class="muted">none</span>'}</td>'
+            f'<td data-label="Status">{status}</td>'
+            f'<td class="cut" data-label="External id">{external}</td>'
+            f'<td data-label="Credential">{escape(row["credential__label"])}</td>'
+            f'<td data-label="Created by">{escape(row["created_by__username"])}</td>'
+            f'<td data-label="Created at"><time datetime="{created.isoformat()}">'
+            f"{timezone.localtime(created):%Y-%m-%d %H:%M:%S}</time></td></tr>"
         )
     return mark_safe("".join(out))  # noqa: S308 - every value above is escaped
 

@@ -14,6 +14,15 @@ class Status(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+def record_title(name: str, provider: str, participants: list, external_id: str) -> str:
+    """What people call a record: its name; for HighLevel (no names) the contact id; else the external id."""
+    if name:
+        return name
+    if provider == "highlevel" and participants:
+        return f"Contact {participants[0]}"
+    return external_id
+
+
 class Conversation(models.Model):
     """One attempt to create a conversation: saved as pending before the call, outcome after."""
 
@@ -54,7 +63,7 @@ class Conversation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name or self.external_id or f"Conversation {self.pk}"
+        return self.title or f"Conversation {self.pk}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.participant_count = len(self.participants or [])
@@ -62,6 +71,10 @@ class Conversation(models.Model):
         if kwargs.get("update_fields") is not None:
             kwargs["update_fields"] = {*kwargs["update_fields"], "participant_count", "search_text"}
         super().save(*args, **kwargs)
+
+    @property
+    def title(self) -> str:
+        return record_title(self.name, self.provider, self.participants or [], self.external_id)
 
     @property
     def provider_label(self) -> str:

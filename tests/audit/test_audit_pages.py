@@ -31,7 +31,7 @@ def event(event_type, *, when=T0, **kwargs) -> AuditEvent:
 
 
 def rows(response) -> list[str]:
-    return re.findall(r"<tr>\s*<td><time", response.content.decode())
+    return re.findall(r"<tr>\s*<td[^>]*><time", response.content.decode())
 
 
 # --- access ----------------------------------------------------------------------------------------
