@@ -23,7 +23,7 @@ class Command(BaseCommand):
             argv = [sys.executable, "-m", "celery", "-A", "convadmin.celery", "worker", "--loglevel=INFO"]
             if concurrency:
                 argv.append(f"--concurrency={concurrency}")
-            os.execv(sys.executable, argv)
+            os.execv(sys.executable, argv)  # noqa: S606 (the worker replaces this process)
         else:
             raise CommandError(
                 f"{type(backend).__name__} runs jobs in the enqueuing process; no worker is needed."
