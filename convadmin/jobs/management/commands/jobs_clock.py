@@ -27,12 +27,13 @@ class Command(BaseCommand):
             self.stdout.write(f"clock: {len(schedule)} periodic job(s), looking every {tick:g} s")
         try:
             while True:
-                close_old_connections()
                 for path in self._tick(schedule):
                     self.stdout.write(f"clock: enqueued {path}")
                 if once:
                     return
                 time.sleep(tick)
+                # Like a request's end: drop a connection the database closed or that outlived CONN_MAX_AGE.
+                close_old_connections()
         except KeyboardInterrupt:
             return
 
