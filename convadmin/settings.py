@@ -196,6 +196,8 @@ if TASKS_BACKEND not in _TASK_BACKENDS:
 TASKS = {"default": _TASK_BACKENDS[TASKS_BACKEND]}
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
+# A job whose worker died is delivered again after this many seconds; it must exceed the longest job.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 #: Periodic jobs `manage.py jobs_clock` enqueues: task path -> every N seconds.
 JOBS_SCHEDULE = {
     "convadmin.jobs.tasks.heartbeat": 60,

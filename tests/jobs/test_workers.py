@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -98,8 +99,9 @@ def test_a_job_whose_database_worker_is_killed_stays_running_and_no_worker_takes
 
 
 @pytest.fixture
-def celery_worker(settings, jobs_database):
-    """A Celery worker on its own queue in Redis db 15, so parallel runs never take each other's jobs."""
+def celery(settings, jobs_database):
+    """Celery on its own queue in Redis db 15 (parallel runs never take each other's jobs): ``.start()`` starts a
+    worker (with CELERY_VISIBILITY_TIMEOUT=2, so a lost job comes back quickly); every worker is stopped after."""
     try:
         redis.Redis.from_url(REDIS_URL).ping()
     except redis.ConnectionError:
@@ -115,24 +117,46 @@ def celery_worker(settings, jobs_database):
             "OPTIONS": {"CELERY_APP": "convadmin.celery.app"},
         }
     }
-    env = {**jobs_database[1], "TASKS_BACKEND": "celery", "CELERY_BROKER_URL": REDIS_URL}
-    worker = spawn(
-        *("-m", "celery", "-A", "convadmin.celery", "worker", "--pool=solo", "--queues", queue),
-        *("--without-mingle", "--without-gossip", "--without-heartbeat", "--loglevel=INFO"),
-        env=env,
-    )
-    try:
-        yield worker
-    finally:
-        out = stop(worker)
-        app.conf.update(saved)
-        redis.Redis.from_url(REDIS_URL).delete(queue)
-    assert worker.returncode == 0, out
+    env = {
+        **jobs_database[1],
+        "TASKS_BACKEND": "celery",
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_VISIBILITY_TIMEOUT": "2",
+    }
+    workers = []
 
+    def start():
+        workers.append(
+            spawn(
+                *("-m", "celery", "-A", "convadmin.celery", "worker", "--pool=solo", "--queues", queue),
+                *(
+                    "--include",
+                    "tests.jobs.tasks",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "--without-heartbeat",
+                ),
+                "--loglevel=INFO",
+                env=env,
+            )
+        )
+        return workers[-1]
 
-def test_a_celery_worker_runs_the_jobs_enqueued_here_and_reports_their_results(celery_worker):
-    Heartbeat.objects.all().delete()
     DBTaskResult.objects.all().delete()
+    Heartbeat.objects.all().delete()
+    try:
+        yield SimpleNamespace(start=start)
+    finally:
+        outputs = [(w.returncode, stop(w)) for w in workers]
+        app.conf.update(saved)
+        client = redis.Redis.from_url(REDIS_URL)
+        client.delete(queue)
+    for returncode, out in outputs:
+        assert returncode in (None, 0, -signal.SIGKILL), out
+
+
+def test_a_celery_worker_runs_the_jobs_enqueued_here_and_reports_their_results(celery):
+    worker = celery.start()
     _old_finished_results(2)
 
     prune = tasks.prune_task_results.enqueue()
@@ -144,3 +168,20 @@ def test_a_celery_worker_runs_the_jobs_enqueued_here_and_reports_their_results(c
     assert prune.return_value == 2
     assert not DBTaskResult.objects.exists()
     assert Heartbeat.objects.get(name="worker").at.isoformat() == beat.return_value
+    out = stop(worker)
+    assert worker.returncode == 0, out
+
+
+def test_a_job_whose_celery_worker_is_killed_is_delivered_again_to_the_next_worker(celery, tmp_path):
+    started = tmp_path / "started"
+    result = test_tasks.hold.enqueue(str(started))
+    first = celery.start()
+    wait_for(started.exists, what="the job to start")
+    result.refresh()
+    assert result.status == TaskResultStatus.RUNNING
+    stop(first, signal.SIGKILL)
+
+    celery.start()
+    wait_for(lambda: (result.refresh(), result.is_finished)[1], what="the job to run again")
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == "finished on a later attempt"
