@@ -101,7 +101,7 @@ def test_a_job_whose_database_worker_is_killed_stays_running_and_no_worker_takes
 @pytest.fixture
 def celery(settings, jobs_database):
     """Celery on its own queue in Redis db 15 (parallel runs never take each other's jobs): ``.start()`` starts a
-    worker (with CELERY_VISIBILITY_TIMEOUT=2, so a lost job comes back quickly); every worker is stopped after."""
+    worker (that hands on a lost job after 2 s); every worker is stopped after."""
     try:
         redis.Redis.from_url(REDIS_URL).ping()
     except redis.ConnectionError:
@@ -121,7 +121,7 @@ def celery(settings, jobs_database):
         **jobs_database[1],
         "TASKS_BACKEND": "celery",
         "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_VISIBILITY_TIMEOUT": "2",
+        "DJANGO_SETTINGS_MODULE": "tests.jobs.celery_settings",
     }
     workers = []
 
@@ -150,7 +150,7 @@ def celery(settings, jobs_database):
         outputs = [(w.returncode, stop(w)) for w in workers]
         app.conf.update(saved)
         client = redis.Redis.from_url(REDIS_URL)
-        client.delete(queue)
+        client.delete(*client.keys(f"*{queue}*"), queue)
     for returncode, out in outputs:
         assert returncode in (None, 0, -signal.SIGKILL), out
 
