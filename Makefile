@@ -47,8 +47,9 @@ venv: $(VENV)/.installed
 run: venv .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	@echo "convadmin on http://$(HOST):$(PORT)/ (Ctrl-C stops)"
-	SECURE_COOKIES=$${SECURE_COOKIES:-0} DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
+	@echo "convadmin on http://$(HOST):$(PORT)/ with a job worker and the clock (Procfile; Ctrl-C stops all)"
+	SECURE_COOKIES=$${SECURE_COOKIES:-0} DEBUG=$${DEBUG:-1} HOST=$(HOST) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+	  $(VENV)/bin/honcho start --port $(PORT)
 
 lint: venv
 	$(VENV)/bin/ruff check .

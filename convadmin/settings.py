@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "convadmin.audit",
     "convadmin.credentials",
     "convadmin.conversations",
+    "django_tasks_db",
+    "convadmin.jobs",
 ]
 
 MIDDLEWARE = [
@@ -174,6 +176,35 @@ PROVIDER_TIMEOUT = env.float("PROVIDER_TIMEOUT", default=20.0)
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=5.0)
 #: Microsoft sign-in redirect base, e.g. https://convadmin.example.com (defaults to the request's host).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
+
+# Background jobs (django.tasks): TASKS_BACKEND = database (default; the app's own database, `manage.py
+# db_worker`) | celery (Celery on Redis, `celery -A convadmin.celery worker`) | immediate (in-process, at enqueue).
+TASKS_BACKEND = env.str("TASKS_BACKEND", default="database")
+_TASK_BACKENDS = {
+    "database": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+    "celery": {
+        "BACKEND": "django_tasks_celery.CeleryBackend",
+        # Naming the app loads convadmin/celery.py only when this backend is chosen.
+        "OPTIONS": {"CELERY_APP": "convadmin.celery.app"},
+    },
+    "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
+}
+if TASKS_BACKEND not in _TASK_BACKENDS:
+    raise ImproperlyConfigured(
+        f"TASKS_BACKEND must be one of {', '.join(_TASK_BACKENDS)}, not {TASKS_BACKEND!r}."
+    )
+TASKS = {"default": _TASK_BACKENDS[TASKS_BACKEND]}
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
+# A job whose worker died is delivered again after this many seconds; it must exceed the longest job.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+#: Periodic jobs `manage.py jobs_clock` enqueues: task path -> every N seconds.
+JOBS_SCHEDULE = {
+    "convadmin.jobs.tasks.heartbeat": 60,
+    "convadmin.jobs.tasks.prune_task_results": 24 * 3600,
+}
+#: Finished task results older than this are deleted by the daily prune job (database backend).
+JOBS_RESULT_RETENTION_DAYS = env.int("JOBS_RESULT_RETENTION_DAYS", default=14)
 
 LOGGING = {
     "version": 1,

@@ -6,6 +6,9 @@ from cryptography.fernet import Fernet
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-" + "x" * 40)
 os.environ.setdefault("ENCRYPTION_KEYS", Fernet.generate_key().decode())
+# Jobs run in-process when enqueued (after commit), so unit tests see their outcome at once and in order;
+# tests/jobs runs the real workers (`pytest -m jobs`).
+os.environ.setdefault("TASKS_BACKEND", "immediate")
 
 from convadmin.settings import *  # noqa: F403
 
