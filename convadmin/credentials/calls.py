@@ -15,7 +15,9 @@ from django.db import transaction
 
 from convadmin.audit.models import EventType
 from convadmin.audit.services import record
+from convadmin.credentials.crypto import SecretUnreadable
 from providers.base import Credential as ProviderCredential
+from providers.base import check_base_url
 from providers.http import Http
 
 if TYPE_CHECKING:
@@ -27,6 +29,23 @@ def timeout() -> httpx.Timeout:
     return httpx.Timeout(settings.PROVIDER_TIMEOUT, connect=settings.PROVIDER_CONNECT_TIMEOUT)
 
 
+class DestinationRefused(SecretUnreadable):
+    """A stored URL setting names a host a secret may not be sent to (any more): nothing is sent."""
+
+
+def check_destinations(credential: Credential) -> None:
+    """Refuse to send a secret to a host that is no longer allowed (stored before the rule, or the
+    operator removed it from ``PROVIDER_EXTRA_HOSTS``)."""
+    for name, hosts in credential.provider_module.URL_HOSTS.items():
+        url = credential.settings.get(name)
+        errors = check_base_url(url, name, hosts, settings.PROVIDER_EXTRA_HOSTS) if url else []
+        if errors:
+            raise DestinationRefused(
+                f"Nothing was sent: {errors[0].message} Change the URL on the credential page "
+                "(with the secret typed again)."
+            )
+
+
 @contextmanager
 def provider_session(
     credential: Credential, *, acting_user: Any = None, ip: str | None = None, audit_rotation: bool = True
@@ -36,7 +55,9 @@ def provider_session(
     A token the provider rotates during the call (a refresh token) is stored at once, in the same
     transaction as its ``credential_token_rotated`` audit event, whoever the caller is (a check, a
     create, a refresh). ``audit_rotation=False`` for the sign-in, which audits its new token itself.
+    Raises :class:`SecretUnreadable` (or :class:`DestinationRefused`) before anything is sent.
     """
+    check_destinations(credential)
     provider_credential = credential.to_provider()
     store = provider_credential.on_change
 

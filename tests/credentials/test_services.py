@@ -353,3 +353,14 @@ def test_a_token_rotated_by_a_create_is_audited_with_who_made_the_call(actor, re
         "fingerprint": {"old": before, "new": credential.fingerprint},
     }
     assert "0.AXoA-rotated" not in audit_text()
+
+
+def test_a_stored_url_that_is_no_longer_allowed_is_never_called(actor, settings, respx_mock):
+    settings.PROVIDER_EXTRA_HOSTS = ["twilio-proxy.corp.example"]
+    credential = services.do_add_credential(
+        "twilio", "t", {**TWILIO, "base_url": "https://twilio-proxy.corp.example"}, acting_user=actor
+    )
+    settings.PROVIDER_EXTRA_HOSTS = []
+    ok, message = services.do_check_credential(credential, acting_user=actor)
+    assert not ok and message.startswith("Nothing was sent: twilio-proxy.corp.example is not a host")
+    assert not respx_mock.calls and not Exchange.objects.exists()
