@@ -112,6 +112,7 @@ class CredentialForm(forms.Form):
 
     label = forms.CharField(
         max_length=LABEL_MAX_LENGTH,
+        error_messages={"required": "A label is required."},
         help_text="A unique name people will recognise, e.g. “Twilio production”. The CLI uses it too.",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
@@ -171,6 +172,7 @@ class CredentialSettingsForm(forms.Form):
         for name in self.secret_names:
             self.fields[name] = form_field(fields[name])
             self.fields[name].help_text = "Only when changing a URL above: the secret, typed again."
+            self.fields[name].widget.attrs.pop("aria-required", None)
 
     @property
     def setting_fields(self) -> list[forms.BoundField]:

@@ -126,13 +126,15 @@ def ask_to_retype(form: CredentialForm | CredentialSettingsForm) -> None:
         for name, field in form.fields.items()
         if isinstance(field.widget, (PasswordInput, SecretTextarea)) and form.data.get(name)
     ]
+    again = [f"type the {', '.join(typed)} again"] if typed else []
     if form.files.get("keystore"):
-        typed.append("keystore file")
-    if typed:
+        again.append("choose the keystore file again")
+    if again:
+        text = " and ".join(again)
         form.add_error(
             None,
-            f"Type the {', '.join(typed)} again: secrets are never sent back to the browser, so "
-            "those inputs are empty now.",
+            f"{text[0].upper()}{text[1:]}: secrets are never sent back to the browser, so those inputs "
+            "are empty now.",
         )
 
 

@@ -29,6 +29,7 @@ def test_admin_adds_a_graph_credential_and_signs_in_with_microsoft(page, sandbox
     page.get_by_role("button", name="Add credential").click()
     for label in ("Label", "Directory (tenant) ID", "Application (client) ID", "Client secret", "Group ID"):
         expect(page.get_by_label(label)).to_have_attribute("aria-invalid", "true")
+    screenshot(page, "credential-add-all-errors")
 
     page.get_by_label("Label").fill("Graph QA")
     page.get_by_label("Directory (tenant) ID").fill(graph["tenant_id"])

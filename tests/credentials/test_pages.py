@@ -448,3 +448,14 @@ def test_a_host_of_the_administrators_choice_is_refused_even_with_the_secret(adm
 def test_the_settings_form_and_the_secret_form_have_distinct_ids(admin_client, credential):
     body = admin_client.get(f"/credentials/{credential.pk}/").content.decode()
     assert body.count('id="id_auth_token"') == 1 and body.count('id="settings_auth_token"') == 1
+
+
+def test_a_refused_keystore_upload_asks_for_the_file_again(admin_client):
+    upload = SimpleUploadedFile(
+        "keystore.json", json.dumps({**MIXIN, "session_id": "x"}).encode(), "application/json"
+    )
+    response = admin_client.post("/credentials/new/", {"provider": "mixin", "label": "", "keystore": upload})
+    errors = response.context["form"].errors
+    assert "label" in errors and errors["keystore"][0].startswith("session_id: ")
+    assert "Choose the keystore file again" in response.content.decode()
+    assert MIXIN["session_private_key"] not in response.content.decode()
