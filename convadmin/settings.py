@@ -176,6 +176,9 @@ PROVIDER_TIMEOUT = env.float("PROVIDER_TIMEOUT", default=20.0)
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=5.0)
 #: Microsoft sign-in redirect base, e.g. https://convadmin.example.com (defaults to the request's host).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
+#: Hosts a credential's base_url / login_url may name besides each provider's own and loopback, e.g.
+#: "proxy.corp.example,*.mirror.example,10.0.0.5" (listing a private address is the opt-in for it).
+PROVIDER_EXTRA_HOSTS = env.list("PROVIDER_EXTRA_HOSTS", default=[])
 
 # Background jobs (django.tasks): TASKS_BACKEND = database (default; the app's own database, `manage.py
 # db_worker`) | celery (Celery on Redis, `celery -A convadmin.celery worker`) | immediate (in-process, at enqueue).

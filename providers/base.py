@@ -8,7 +8,7 @@ described by :class:`Provider` below.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -155,12 +155,13 @@ class Provider(Protocol):
     NAME: str
     LABEL: str
     CREDENTIAL_FIELDS: list[Field]
+    URL_HOSTS: dict[str, tuple[str, ...]]  # URL setting (base_url, login_url) → the provider's own hosts
     BODY_FIELDS: list[Field]
     PARTICIPANT_FIELDS: list[Field]
     PARTICIPANTS_PATH: str | None  # "participants", "Participant", …; None: no participant list
     MAX_PARTICIPANTS: int
 
-    def parse_credential(self, data: Mapping[str, Any]) -> Credential: ...
+    def parse_credential(self, data: Mapping[str, Any], extra_hosts: Iterable[str] = ()) -> Credential: ...
     def validate(self, body: Mapping[str, Any], credential: Credential | None = None) -> list[FieldError]: ...
     def validate_participant(self, row: Mapping[str, Any], index: int = 0) -> list[FieldError]: ...
     def prepare(self, body: Mapping[str, Any], credential: Credential) -> dict[str, Any]: ...
@@ -187,8 +188,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_base_url(value: str, path: str = "base_url") -> list[FieldError]:
-    """A base URL is scheme + host (+ port) only; https, or http on a loopback host."""
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def host_allowed(host: str, allowed: Iterable[str]) -> bool:
+    """``host`` is one of ``allowed``: exact names or IPs, or ``*.example.com`` for any name under it."""
+    host = host.lower().strip("[]")
+    for pattern in allowed:
+        pattern = pattern.strip().lower().strip("[]")
+        if pattern.startswith("*.") and host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+            return True
+        if host == pattern:
+            return True
+    return False
+
+
+def check_base_url(
+    value: str, path: str = "base_url", hosts: Iterable[str] = (), extra_hosts: Iterable[str] = ()
+) -> list[FieldError]:
+    """A URL a secret is sent to: scheme + host (+ port) only, on an allowed host.
+
+    Allowed: the provider's own ``hosts``, the operator's ``extra_hosts`` (``PROVIDER_EXTRA_HOSTS``),
+    and loopback (the sandbox, local fakes), which alone may use plain ``http://``. Private,
+    link-local and metadata addresses are refused unless the operator lists them.
+    """
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -202,9 +229,33 @@ def check_base_url(value: str, path: str = "base_url") -> list[FieldError]:
                 path, "Give only the scheme and host (no path, query or user), e.g. https://api.example.com."
             )
         ]
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    host = parts.hostname
+    if is_loopback(host):
+        return []
+    if parts.scheme == "http":
         return [
             FieldError(path, "Use https://; plain http:// is allowed only for 127.0.0.1, localhost or [::1].")
+        ]
+    hosts, extra_hosts = tuple(hosts), tuple(extra_hosts)
+    if host_allowed(host, extra_hosts):
+        return []
+    ip = _ip(host)
+    if ip is not None and not ip.is_global:  # private, link-local (cloud metadata), shared, reserved
+        return [
+            FieldError(
+                path,
+                f"{host} is a private, link-local or metadata address: a secret is never sent there unless "
+                "the operator lists it in PROVIDER_EXTRA_HOSTS.",
+            )
+        ]
+    if not host_allowed(host, hosts):
+        shown = ", ".join(hosts[:3]) + (", …" if len(hosts) > 3 else "")
+        return [
+            FieldError(
+                path,
+                f"{host} is not a host of this provider ({shown}). Other hosts must be listed by the "
+                "operator in PROVIDER_EXTRA_HOSTS; 127.0.0.1 or localhost (the sandbox) is always allowed.",
+            )
         ]
     return []
 
@@ -215,12 +266,17 @@ def base_url(credential: Credential, default: str, key: str = "base_url") -> str
 
 
 def require_fields(
-    data: Mapping[str, Any], fields: list[Field], provider: str, extra_settings: tuple[str, ...] = ()
+    data: Mapping[str, Any],
+    fields: list[Field],
+    provider: str,
+    url_hosts: Mapping[str, tuple[str, ...]] | None = None,
+    extra_hosts: Iterable[str] = (),
 ) -> Credential:
-    """Split a credential mapping into settings and secrets, checking required fields and base URLs.
+    """Split a credential mapping into settings and secrets, checking required fields and URLs.
 
-    Raises :class:`InvalidCredential` listing every problem. Unknown keys are ignored (keystore files
-    carry extra fields); ``extra_settings`` are optional non-secret keys kept as settings.
+    ``url_hosts`` maps each URL setting the provider takes (``base_url``, ``login_url``) to its own
+    hosts; ``extra_hosts`` are the operator's additions. Raises :class:`InvalidCredential` listing
+    every problem. Unknown keys are ignored (keystore files carry extra fields).
     """
     errors: list[FieldError] = []
     settings: dict[str, Any] = {}
@@ -236,15 +292,14 @@ def require_fields(
             errors.append(FieldError(f.name, f"{f.label} must be text."))
             continue
         (secrets if f.secret else settings)[f.name] = value
-    for name in ("base_url", "login_url", *extra_settings):
+    for name, hosts in (url_hosts or {}).items():
         value = data.get(name)
         if value in (None, ""):
             continue
         if not isinstance(value, str):
             errors.append(FieldError(name, f"{name} must be text."))
             continue
-        if name.endswith("_url"):
-            errors += check_base_url(value.strip(), name)
+        errors += check_base_url(value.strip(), name, hosts, extra_hosts)
         settings[name] = value.strip().rstrip("/")
     if errors:
         raise InvalidCredential(errors)

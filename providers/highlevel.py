@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -35,6 +35,7 @@ from providers.http import Http, json_body, retry_after
 NAME = "highlevel"
 LABEL = "HighLevel"
 DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
+URL_HOSTS = {"base_url": ("services.leadconnectorhq.com",)}
 #: ``Version`` is per product: conversations take 2021-04-15; contacts and OAuth 2021-07-28.
 CONVERSATIONS_VERSION = "2021-04-15"
 CONTACTS_VERSION = "2021-07-28"
@@ -95,13 +96,13 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
-def parse_credential(data: Mapping[str, Any]) -> Credential:
+def parse_credential(data: Mapping[str, Any], extra_hosts: Iterable[str] = ()) -> Credential:
     """``{token, location_id}`` plus optional ``refresh_token, client_id, client_secret`` and ``base_url``."""
     if not isinstance(data, Mapping):
         raise InvalidCredential([FieldError("credential", "The credential must be a JSON object.")])
     errors: list[FieldError] = []
     try:
-        credential = require_fields(data, CREDENTIAL_FIELDS, NAME)
+        credential = require_fields(data, CREDENTIAL_FIELDS, NAME, URL_HOSTS, extra_hosts)
     except InvalidCredential as exc:
         errors, credential = exc.errors, None
     failed = {e.path for e in errors}

@@ -15,7 +15,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -42,6 +42,8 @@ from providers.http import Http, json_body, retry_after
 NAME = "mixin"
 LABEL = "Mixin Messenger"
 DEFAULT_BASE_URL = "https://api.mixin.one"
+#: Where the keystore's signatures may be sent: the documented host and the SDKs' mirror.
+URL_HOSTS = {"base_url": ("api.mixin.one", "mixin-api.zeromesh.net")}
 TOKEN_LIFETIME = 300  # seconds: outlives a slow request, short enough to be useless if leaked
 MAX_PARTICIPANTS = 256
 MAX_NAME = 512
@@ -218,7 +220,7 @@ def _b64decode(value: str) -> bytes | None:
 # --- credential ----------------------------------------------------------------------------------
 
 
-def parse_credential(data: Mapping[str, Any]) -> Credential:
+def parse_credential(data: Mapping[str, Any], extra_hosts: Iterable[str] = ()) -> Credential:
     """Read a keystore: current (``app_id, session_id, server_public_key, session_private_key``) or
     legacy (``client_id, session_id, private_key, pin_token, pin``). Raises InvalidCredential."""
     if not isinstance(data, Mapping):
@@ -278,7 +280,7 @@ def parse_credential(data: Mapping[str, Any]) -> Credential:
     if "pin" in values and not re.fullmatch(r"\d{6}", values["pin"]):
         errors.append(FieldError("pin", "The PIN is 6 digits."))
     if "base_url" in values:
-        errors += check_base_url(values["base_url"])
+        errors += check_base_url(values["base_url"], "base_url", URL_HOSTS["base_url"], extra_hosts)
     if errors:
         raise InvalidCredential(errors)
 

@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,15 @@ CLOUDS = {
     "usgov": ("https://login.microsoftonline.us", "https://graph.microsoft.us"),
     "dod": ("https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
     "china": ("https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"),
+}
+#: Where the client secret, refresh token and access tokens may be sent: every national cloud's hosts
+#: (login.chinacloudapi.cn is the older China login host).
+URL_HOSTS = {
+    "base_url": tuple(dict.fromkeys(urlsplit(graph).hostname or "" for _, graph in CLOUDS.values())),
+    "login_url": (
+        *dict.fromkeys(urlsplit(login).hostname or "" for login, _ in CLOUDS.values()),
+        "login.chinacloudapi.cn",
+    ),
 }
 CLOUD_CHOICES = (
     ("global", "Global (incl. GCC)"),
@@ -147,7 +156,7 @@ class SignedIn:
 # --- credential ---------------------------------------------------------------------------------
 
 
-def parse_credential(data: Mapping[str, Any]) -> Credential:
+def parse_credential(data: Mapping[str, Any], extra_hosts: Iterable[str] = ()) -> Credential:
     """Parse ``{tenant_id, client_id, client_secret, group_id, refresh_token?, cloud?, base_url?, login_url?}``.
 
     ``refresh_token`` may be missing: the web UI obtains it by signing in. Raises
@@ -160,7 +169,7 @@ def parse_credential(data: Mapping[str, Any]) -> Credential:
     errors: list[FieldError] = []
     credential: Credential | None = None
     try:
-        credential = require_fields(data, CREDENTIAL_FIELDS, NAME)
+        credential = require_fields(data, CREDENTIAL_FIELDS, NAME, URL_HOSTS, extra_hosts)
     except InvalidCredential as exc:
         errors += exc.errors
     failed = {e.path for e in errors}

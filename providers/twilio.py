@@ -18,7 +18,7 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -53,6 +53,13 @@ MAX_PAGES = 40  # far above any participant limit; stops a next_page_url that ne
 #: Regions that offer Conversations (AU1 has none; IE1 has the chat channel only).
 REGIONS = ("us1", "ie1")
 EDGES = ("ashburn", "dublin", "frankfurt", "roaming", "sao-paulo", "singapore", "sydney", "tokyo", "umatilla")
+#: Where the Auth Token may be sent: the default host and every conversations.{edge}.{region}.twilio.com.
+URL_HOSTS = {
+    "base_url": (
+        "conversations.twilio.com",
+        *(f"conversations.{edge}.{region}.twilio.com" for region in REGIONS for edge in EDGES),
+    )
+}
 # The seed (002) also lists "closed"; Twilio refuses it at creation (error 50384), so it is not offered.
 STATES = ("initializing", "inactive", "active")
 
@@ -232,7 +239,7 @@ def _sid_error(value: str, prefix: str, label: str) -> str | None:
     return f"{label} must be {prefix} followed by 32 hexadecimal characters.{hint}"
 
 
-def parse_credential(data: Mapping[str, Any]) -> Credential:
+def parse_credential(data: Mapping[str, Any], extra_hosts: Iterable[str] = ()) -> Credential:
     """``{account_sid, auth_token}`` or ``{account_sid, api_key_sid, api_key_secret}``.
 
     Optional settings: ``service_sid`` (IS…), ``region`` + ``edge``, or ``base_url`` (which replaces
@@ -250,7 +257,7 @@ def parse_credential(data: Mapping[str, Any]) -> Credential:
     errors: list[FieldError] = []
     credential: Credential | None
     try:
-        credential = require_fields(data, CREDENTIAL_FIELDS, NAME)
+        credential = require_fields(data, CREDENTIAL_FIELDS, NAME, URL_HOSTS, extra_hosts)
     except InvalidCredential as exc:
         errors, credential = list(exc.errors), None
     failed = {e.path for e in errors}

@@ -160,6 +160,8 @@ class _Calls:
 
     http: Http | None = None
     batches: list[tuple[str, list[Any]]] = field(default_factory=list)
+    acting_user: Any = None  # named in the audit event of a token the provider rotates
+    ip: str | None = None
     secrets: set[str] = field(default_factory=set)
 
     def take(self, purpose: str) -> None:
@@ -183,7 +185,10 @@ class _Calls:
 
 @contextmanager
 def _session(credential: Credential, tracker: _Calls) -> Iterator[ProviderCredential]:
-    with calls.provider_session(credential) as (provider_credential, http):
+    with calls.provider_session(credential, acting_user=tracker.acting_user, ip=tracker.ip) as (
+        provider_credential,
+        http,
+    ):
         tracker.http = http
         yield provider_credential
 
@@ -266,7 +271,7 @@ def _call_create(
 ) -> Conversation:
     module = providers.get(credential.provider)
     body = conversation.request_body
-    tracker = _Calls()
+    tracker = _Calls(acting_user=acting_user, ip=ip)
     outcome: Created | None = None
     error: ProviderError | None = None
     lookup: dict[str, str] = {}
@@ -529,7 +534,7 @@ def do_retry_conversation(
                 f"{NATURAL_KEYS.get(conversation.provider)}: check at the provider first, then use "
                 "“Duplicate as new” if it does not exist."
             )
-        tracker = _Calls()
+        tracker = _Calls(acting_user=acting_user, ip=ip)
         settled = _settle_by_lookup(
             conversation,
             tracker,
@@ -571,7 +576,7 @@ def do_check_with_provider(
             f"{label} can look a conversation up only by its {NATURAL_KEYS.get(conversation.provider)}, "
             "and this one has none: check at the provider."
         )
-    tracker = _Calls()
+    tracker = _Calls(acting_user=acting_user, ip=ip)
     settled = _settle_by_lookup(
         conversation,
         tracker,
@@ -676,7 +681,7 @@ def do_refresh_conversation(
     options = (
         {"group_id": body["groupId"]} if conversation.provider == "msgraph" and body.get("groupId") else {}
     )
-    tracker = _Calls()
+    tracker = _Calls(acting_user=acting_user, ip=ip)
     try:
         fetched = _provider_call(
             conversation,

@@ -11,8 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from django.conf import settings
+from django.db import transaction
 
+from convadmin.audit.models import EventType
+from convadmin.audit.services import record
+from convadmin.credentials.crypto import SecretUnreadable
 from providers.base import Credential as ProviderCredential
+from providers.base import check_base_url
 from providers.http import Http
 
 if TYPE_CHECKING:
@@ -24,10 +29,58 @@ def timeout() -> httpx.Timeout:
     return httpx.Timeout(settings.PROVIDER_TIMEOUT, connect=settings.PROVIDER_CONNECT_TIMEOUT)
 
 
+class DestinationRefused(SecretUnreadable):
+    """A stored URL setting names a host a secret may not be sent to (any more): nothing is sent."""
+
+
+def check_destinations(credential: Credential) -> None:
+    """Refuse to send a secret to a host that is no longer allowed (stored before the rule, or the
+    operator removed it from ``PROVIDER_EXTRA_HOSTS``)."""
+    for name, hosts in credential.provider_module.URL_HOSTS.items():
+        url = credential.settings.get(name)
+        errors = check_base_url(url, name, hosts, settings.PROVIDER_EXTRA_HOSTS) if url else []
+        if errors:
+            raise DestinationRefused(
+                f"Nothing was sent: {errors[0].message} Change the URL on the credential page "
+                "(with the secret typed again)."
+            )
+
+
 @contextmanager
-def provider_session(credential: Credential, **overrides: Any) -> Iterator[tuple[ProviderCredential, Http]]:
-    """The decrypted provider credential and an ``Http`` that knows its secrets (for redaction)."""
-    provider_credential = credential.to_provider(**overrides)
+def provider_session(
+    credential: Credential, *, acting_user: Any = None, ip: str | None = None, audit_rotation: bool = True
+) -> Iterator[tuple[ProviderCredential, Http]]:
+    """The decrypted provider credential and an ``Http`` that knows its secrets (for redaction).
+
+    A token the provider rotates during the call (a refresh token) is stored at once, in the same
+    transaction as its ``credential_token_rotated`` audit event, whoever the caller is (a check, a
+    create, a refresh). ``audit_rotation=False`` for the sign-in, which audits its new token itself.
+    Raises :class:`SecretUnreadable` (or :class:`DestinationRefused`) before anything is sent.
+    """
+    check_destinations(credential)
+    provider_credential = credential.to_provider()
+    store = provider_credential.on_change
+
+    def store_and_audit(secrets: dict[str, str]) -> None:
+        before = credential.fingerprint
+        with transaction.atomic():
+            store(secrets)
+            if audit_rotation and credential.fingerprint != before:
+                record(
+                    EventType.CREDENTIAL_TOKEN_ROTATED,
+                    actor=acting_user,
+                    target=credential,
+                    ip=ip,
+                    extra={
+                        "fields": sorted(k for k, v in secrets.items() if v != provider_secrets.get(k)),
+                        "fingerprint": {"old": before, "new": credential.fingerprint},
+                    },
+                )
+        provider_secrets.clear()
+        provider_secrets.update(secrets)
+
+    provider_secrets = dict(provider_credential.secrets)
+    provider_credential.on_change = store_and_audit if store else None
     with Http(provider_credential.secret_values(), timeout=timeout()) as http:
         yield provider_credential, http
 

@@ -9,7 +9,7 @@ from django import forms
 
 import providers
 from convadmin.credentials.models import Credential
-from convadmin.credentials.services import LABEL_MAX_LENGTH, setting_field_names
+from convadmin.credentials.services import LABEL_MAX_LENGTH, retyped_secret_names, setting_field_names
 from providers.base import Field, FieldError
 
 KEYSTORE_MAX_BYTES = 64 * 1024
@@ -21,14 +21,16 @@ def url_field(name: str) -> forms.CharField:
         return forms.CharField(
             label="Base URL",
             required=False,
-            help_text="Optional: another deployment of the API (scheme and host only), e.g. the sandbox at "
-            "http://127.0.0.1:8765. https:// only, except on 127.0.0.1, localhost or [::1].",
+            help_text="Optional: another host of this provider's API (scheme and host only), or the sandbox "
+            "at e.g. http://127.0.0.1:8765. Only the provider's own hosts, loopback and hosts the operator "
+            "lists in PROVIDER_EXTRA_HOSTS; https:// except on 127.0.0.1, localhost or [::1].",
             widget=forms.URLInput(attrs={"autocomplete": "off", "placeholder": "https://…"}),
         )
     return forms.CharField(
         label="Sign-in URL",
         required=False,
-        help_text="Optional: another Microsoft identity platform host, e.g. a local fake for tests.",
+        help_text="Optional: another Microsoft identity platform host (a national cloud's login host, "
+        "the sandbox, or a host the operator lists in PROVIDER_EXTRA_HOSTS).",
         widget=forms.URLInput(attrs={"autocomplete": "off", "placeholder": "https://…"}),
     )
 
@@ -110,6 +112,7 @@ class CredentialForm(forms.Form):
 
     label = forms.CharField(
         max_length=LABEL_MAX_LENGTH,
+        error_messages={"required": "A label is required."},
         help_text="A unique name people will recognise, e.g. “Twilio production”. The CLI uses it too.",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
@@ -147,7 +150,11 @@ class CredentialForm(forms.Form):
 
 
 class CredentialSettingsForm(forms.Form):
-    """Edit the label and the non-secret settings of a stored credential."""
+    """Edit the label and the non-secret settings of a stored credential.
+
+    It also carries the secret fields, always empty: changing where the secret is sent (a URL setting)
+    needs the secret typed again in the same submit.
+    """
 
     label = forms.CharField(
         max_length=LABEL_MAX_LENGTH, widget=forms.TextInput(attrs={"autocomplete": "off"})
@@ -157,12 +164,29 @@ class CredentialSettingsForm(forms.Form):
         fields = {f.name: f for f in credential.provider_module.CREDENTIAL_FIELDS}
         names = setting_field_names(credential.provider)
         initial = {"label": credential.label, **{n: credential.settings.get(n, "") for n in names}}
-        super().__init__(*args, initial=initial, **kwargs)
+        # its own ids: the "Replace the secret" form on the same page has inputs of the same names
+        super().__init__(*args, initial=initial, auto_id="settings_%s", **kwargs)
         for name in names:
             self.fields[name] = url_field(name) if name in URL_FIELDS else form_field(fields[name])
+        self.secret_names = retyped_secret_names(credential.provider)
+        for name in self.secret_names:
+            self.fields[name] = form_field(fields[name])
+            self.fields[name].help_text = "Only when changing a URL above: the secret, typed again."
+            self.fields[name].widget.attrs.pop("aria-required", None)
+
+    @property
+    def setting_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name not in self.secret_names]
+
+    @property
+    def secret_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.secret_names]
 
     def settings_changes(self) -> dict[str, Any]:
-        return {k: (v or "").strip() for k, v in self.cleaned_data.items()}
+        return {k: (v or "").strip() for k, v in self.cleaned_data.items() if k not in self.secret_names}
+
+    def secret_data(self) -> dict[str, Any]:
+        return {k: v for k, v in self.cleaned_data.items() if k in self.secret_names and v}
 
 
 class SecretForm(forms.Form):

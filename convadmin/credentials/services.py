@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from django.conf import settings as django_settings
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Who signed in with Microsoft and when: kept in settings, shown on the credential page.
-SIGN_IN_SETTINGS = ("signed_in_as", "signed_in_name", "signed_in_at")
+#: ``signed_in_via`` is "given" when the refresh token came with the credential (file or form), not a sign-in here.
+SIGN_IN_SETTINGS = ("signed_in_as", "signed_in_name", "signed_in_at", "signed_in_via")
 #: Secrets a replacement keeps when it leaves them out: Graph's refresh token comes from signing in.
 KEPT_SECRETS = {"msgraph": ("refresh_token",)}
 URL_SETTINGS = ("base_url", "login_url")
@@ -68,8 +70,30 @@ def secret_field_names(provider: str) -> set[str]:
 
 def setting_field_names(provider: str) -> list[str]:
     """The non-secret settings an administrator may type: the provider's fields and URL overrides."""
-    names = [f.name for f in providers.get(provider).CREDENTIAL_FIELDS if not f.secret]
-    return [*names, "base_url", *(["login_url"] if provider == "msgraph" else [])]
+    module = providers.get(provider)
+    return [*(f.name for f in module.CREDENTIAL_FIELDS if not f.secret), *module.URL_HOSTS]
+
+
+def retyped_secret_names(provider: str) -> list[str]:
+    """The secrets to type again when a URL setting changes (a Graph refresh token comes from signing in)."""
+    kept = KEPT_SECRETS.get(provider, ())
+    return [f.name for f in providers.get(provider).CREDENTIAL_FIELDS if f.secret and f.name not in kept]
+
+
+@sensitive_variables()
+def parse(provider: str, data: dict[str, Any]) -> ProviderCredential:
+    """The provider's own parsing, with the operator's extra hosts (``PROVIDER_EXTRA_HOSTS``)."""
+    return provider_module(provider).parse_credential(data, django_settings.PROVIDER_EXTRA_HOSTS)
+
+
+@sensitive_variables()
+def credential_errors(provider: str, data: dict[str, Any]) -> list[FieldError]:
+    """Every problem the provider finds in ``data`` ([] when it would be accepted)."""
+    try:
+        parse(provider, data)
+    except InvalidCredential as exc:
+        return exc.errors
+    return []
 
 
 def _clean_label(label: str) -> str:
@@ -109,6 +133,17 @@ def _kept_sign_in(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: settings[k] for k in SIGN_IN_SETTINGS if k in settings}
 
 
+def _given_sign_in(provider: str, secrets: dict[str, str]) -> dict[str, Any]:
+    """A refresh token that came with the credential, not from a sign-in here: say when, not whose."""
+    if not any(secrets.get(k) for k in KEPT_SECRETS.get(provider, ())):
+        return {}
+    return {"signed_in_at": timezone.now().isoformat(), "signed_in_via": "given"}
+
+
+def _host(url: str | None) -> str:
+    return (urlsplit(url).netloc if url else "") or "the provider's default host"
+
+
 def _reset_check(credential: Credential) -> None:
     credential.last_checked_at = None
     credential.last_check_ok = None
@@ -131,9 +166,19 @@ def do_add_credential(
     exists and ``replace`` is False. ``replace`` overwrites the settings and secrets of an existing
     credential of the same provider.
     """
-    module = provider_module(provider)
-    label = _clean_label(label)
-    parsed = module.parse_credential(data)
+    provider_module(provider)
+    errors: list[FieldError] = []
+    try:
+        label = _clean_label(label)
+    except InvalidCredential as exc:
+        errors += exc.errors
+    errors += credential_errors(provider, data)
+    if errors:  # every problem in one answer, the label's included
+        if label and not replace and Credential.objects.filter(label=label.strip()).exists():
+            errors.insert(0, LabelTaken(label.strip()).errors[0])
+        raise InvalidCredential(errors)
+    parsed = parse(provider, data)
+    parsed.settings.update(_given_sign_in(provider, parsed.secrets))
     now = timezone.now()
     with transaction.atomic(durable=True):
         existing = Credential.objects.select_for_update().filter(label=label).first()
@@ -198,17 +243,22 @@ def do_edit_credential(
     *,
     acting_user: AbstractBaseUser,
     ip: str | None = None,
+    secret_data: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Change the label and non-secret settings (an empty value removes a setting).
 
-    The result is validated together with the stored secrets, so a combination the provider refuses
-    is refused here too. Returns the audited old → new values ({} when nothing changed).
+    Changing where the secret is sent (``base_url``, ``login_url``) needs the secret typed again in
+    ``secret_data``: the stored secrets never go to a new host, so an administrator cannot redirect them
+    to a host of their own; a Graph sign-in is dropped with them. Secrets typed without a URL change
+    replace the stored ones as "Replace the secret" would. The result is validated together with the
+    secrets. Returns the audited old → new values ({} when nothing changed).
     Raises :class:`InvalidCredential`, or :class:`SecretUnreadable` when the secrets cannot be read.
     """
     changes = dict(settings_changes)
     label = _clean_label(changes.pop("label", credential.label))
-    if secret_field_names(credential.provider) & changes.keys():
-        raise ValueError("do_edit_credential changes non-secret settings only.")
+    secret_names = secret_field_names(credential.provider)
+    if secret_names & changes.keys():
+        raise ValueError("do_edit_credential takes secrets in secret_data only.")
     if (
         label != credential.label
         and Credential.objects.filter(label=label).exclude(pk=credential.pk).exists()
@@ -216,19 +266,70 @@ def do_edit_credential(
         raise LabelTaken(label)
     merged = {**credential.settings, **changes}
     merged = {k: v for k, v in merged.items() if v not in (None, "") and k not in SIGN_IN_SETTINGS}
-    parsed = credential.provider_module.parse_credential({**merged, **credential.get_secrets()})
-    new_settings = {**parsed.settings, **_kept_sign_in(credential.settings)}
+    moved = [
+        name
+        for name in credential.provider_module.URL_HOSTS
+        if (credential.settings.get(name) or "").rstrip("/") != (merged.get(name) or "").strip().rstrip("/")
+    ]
+    given = {k: v for k, v in (secret_data or {}).items() if k in secret_names and v not in (None, "")}
+    if moved and not given:
+        fields = {f.name: f.label for f in credential.provider_module.CREDENTIAL_FIELDS}
+        needed = " or ".join(fields[n] for n in retyped_secret_names(credential.provider))
+        raise InvalidCredential(
+            [
+                FieldError(
+                    name,
+                    f"Changing where the secret is sent needs the secret typed again: enter the {needed} "
+                    "in this form too.",
+                )
+                for name in moved
+            ]
+        )
+    if given:
+        kept = {} if moved else _stored(credential, KEPT_SECRETS.get(credential.provider, ()), given)
+        parsed = parse(credential.provider, {**merged, **kept, **given})
+    else:
+        parsed = parse(credential.provider, {**merged, **credential.get_secrets()})
+    if moved:
+        sign_in = _given_sign_in(credential.provider, given)  # the old sign-in was for the old host
+    elif set(KEPT_SECRETS.get(credential.provider, ())) & given.keys():
+        sign_in = _given_sign_in(credential.provider, given)
+    else:
+        sign_in = _kept_sign_in(credential.settings)
+    new_settings = {**parsed.settings, **sign_in}
     with transaction.atomic(durable=True):
         old = _snapshot(credential)
         credential.label = label
         credential.settings = new_settings
         credential.sandbox = is_sandbox(new_settings)
+        if given:
+            credential.set_secrets(parsed.secrets)
         diff = _changes(old, _snapshot(credential))
         if not diff:
             return {}
-        credential.save(update_fields=["label", "settings", "sandbox", "updated_at"])
+        if given:
+            credential.secret_updated_at = timezone.now()
+            _reset_check(credential)
+            diff["secret_retyped"] = sorted(given)
+        if moved:
+            diff["destination"] = {
+                name: {"old": _host(old.get(name)), "new": _host(new_settings.get(name))} for name in moved
+            }
+        credential.save()
         record(EventType.CREDENTIAL_EDITED, actor=acting_user, target=credential, ip=ip, extra=diff)
     return diff
+
+
+def _stored(credential: Credential, names: tuple[str, ...], given: dict[str, Any]) -> dict[str, str]:
+    """The stored secrets among ``names`` not given anew (unreadable ones are simply not kept)."""
+    names = tuple(n for n in names if n not in given)
+    if not names:
+        return {}
+    try:
+        stored = credential.get_secrets()
+    except SecretUnreadable:
+        return {}
+    return {k: stored[k] for k in names if stored.get(k)}
 
 
 @sensitive_variables()
@@ -259,20 +360,17 @@ def do_replace_secret(
         if not given_values:
             raise InvalidCredential([FieldError("secret", "Enter the new secret.")])
         given = set(given_values)
-        kept: dict[str, str] = {}
-        names = [k for k in KEPT_SECRETS.get(credential.provider, ()) if k not in given]
-        if names:
-            try:
-                stored = credential.get_secrets()
-            except SecretUnreadable:
-                stored = {}
-            kept = {k: stored[k] for k in names if stored.get(k)}
+        kept = _stored(credential, KEPT_SECRETS.get(credential.provider, ()), given_values)
         settings = {k: v for k, v in credential.settings.items() if k not in SIGN_IN_SETTINGS}
         data = {**settings, **kept, **given_values}
-    parsed = credential.provider_module.parse_credential(data)
+    parsed = parse(credential.provider, data)
     new_settings = dict(parsed.settings)
     if "refresh_token" not in given and parsed.secrets.get("refresh_token"):
         new_settings.update(_kept_sign_in(credential.settings))  # still the same signed-in account
+    else:
+        new_settings.update(
+            _given_sign_in(credential.provider, {k: parsed.secrets.get(k, "") for k in given})
+        )
     with transaction.atomic(durable=True):
         old = _snapshot(credential)
         credential.settings = new_settings
@@ -315,10 +413,12 @@ def do_check_credential(
     credential: Credential, *, acting_user: AbstractBaseUser, ip: str | None = None
 ) -> tuple[bool, str]:
     """Call the provider's ``check``; store the exchanges, the result on the credential and its audit event."""
-    before = credential.fingerprint
     http = None
     try:
-        with calls.provider_session(credential) as (provider_credential, http):
+        with calls.provider_session(credential, acting_user=acting_user, ip=ip) as (
+            provider_credential,
+            http,
+        ):
             try:
                 ok, message = True, credential.provider_module.check(provider_credential, http)
             except ProviderError as exc:
@@ -346,14 +446,6 @@ def do_check_credential(
             ip=ip,
             extra={"ok": ok, "message": message},
         )
-        if credential.fingerprint != before:
-            record(
-                EventType.CREDENTIAL_TOKEN_ROTATED,
-                actor=acting_user,
-                target=credential,
-                ip=ip,
-                extra={"fingerprint": {"old": before, "new": credential.fingerprint}},
-            )
     return ok, message
 
 
@@ -387,7 +479,8 @@ def do_microsoft_sign_in(
     Raises :class:`ProviderError` (exchanges stored) or :class:`SecretUnreadable`.
     """
     before = credential.fingerprint
-    with calls.provider_session(credential) as (provider_credential, http):
+    # the new refresh token is audited by the sign-in event itself
+    with calls.provider_session(credential, audit_rotation=False) as (provider_credential, http):
         try:
             signed_in = msgraph.redeem_code(
                 provider_credential,
@@ -419,7 +512,7 @@ def do_store_microsoft_sign_in(
     with transaction.atomic(durable=True):
         old = credential.settings.get("signed_in_as")
         credential.settings = {
-            **credential.settings,
+            **{k: v for k, v in credential.settings.items() if k != "signed_in_via"},
             "signed_in_as": signed_in.user,
             "signed_in_name": signed_in.display_name,
             "signed_in_at": signed_in.obtained_at.isoformat(),

@@ -6,9 +6,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.forms import PasswordInput
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.crypto import constant_time_compare
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
@@ -26,6 +28,7 @@ from convadmin.credentials.forms import (
     CredentialSettingsForm,
     ProviderChoiceForm,
     SecretForm,
+    SecretTextarea,
     add_errors,
 )
 from convadmin.credentials.models import Credential
@@ -67,8 +70,11 @@ def credential_new(request: HttpRequest) -> HttpResponse:
     source = request.POST if request.method == "POST" else request.GET
     provider = source.get("provider", "")
     provider = provider if provider in providers.NAMES else ""
-    form = CredentialForm(provider or None, request.POST or None, request.FILES or None)
-    if request.method == "POST":
+    posted = request.method == "POST"
+    form = CredentialForm(
+        provider or None, request.POST if posted else None, request.FILES if posted else None
+    )
+    if posted:
         if not provider:
             form.add_error(None, "Choose a provider first.")
         elif form.is_valid():
@@ -90,6 +96,16 @@ def credential_new(request: HttpRequest) -> HttpResponse:
                     "Check it to make sure the provider accepts it.",
                 )
                 return redirect("credential_edit", credential.pk)
+        elif "keystore" not in form.errors:
+            # The label (or another form rule) failed: the provider's rules are checked in the same
+            # round, so every problem shows at once.
+            data, from_file = form.credential_data()
+            add_errors(
+                form,
+                [e for e in services.credential_errors(provider, data) if e.path not in form.errors],
+                file_field="keystore" if from_file else None,
+            )
+        ask_to_retype(form)
     context = {
         "form": form,
         "chooser": ProviderChoiceForm(initial={"provider": provider}, auto_id="choose_%s"),
@@ -99,6 +115,27 @@ def credential_new(request: HttpRequest) -> HttpResponse:
     if request.htmx and request.method == "GET":
         return render(request, "credentials/new.html#provider_fields", context)
     return render(request, "credentials/new.html", context)
+
+
+def ask_to_retype(form: CredentialForm | CredentialSettingsForm) -> None:
+    """After an error, say which typed secrets (never sent back to the browser) must be typed again."""
+    if not form.is_bound or not form.errors:
+        return
+    typed = [
+        str(field.label)
+        for name, field in form.fields.items()
+        if isinstance(field.widget, (PasswordInput, SecretTextarea)) and form.data.get(name)
+    ]
+    again = [f"type the {', '.join(typed)} again"] if typed else []
+    if form.files.get("keystore"):
+        again.append("choose the keystore file again")
+    if again:
+        text = " and ".join(again)
+        form.add_error(
+            None,
+            f"{text[0].upper()}{text[1:]}: secrets are never sent back to the browser, so those inputs "
+            "are empty now.",
+        )
 
 
 def _edit_context(
@@ -128,24 +165,36 @@ def _recent_exchanges(credential: Credential) -> list[Exchange]:
 
 
 @role_required(ADMINS)
+@sensitive_post_parameters()
+@sensitive_variables()
 @require_http_methods(["GET", "POST"])
 def credential_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    """The credential page; a POST saves the label and non-secret settings."""
+    """The credential page; a POST saves the label and non-secret settings (with the secret typed
+    again when a URL setting changes where it is sent)."""
     credential = get_object_or_404(Credential.objects.select_related("created_by"), pk=pk)
-    form = CredentialSettingsForm(credential, request.POST or None)
+    form = CredentialSettingsForm(credential, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             changes = services.do_edit_credential(
-                credential, form.settings_changes(), acting_user=request.user, ip=client_ip(request)
+                credential,
+                form.settings_changes(),
+                secret_data=form.secret_data(),
+                acting_user=request.user,
+                ip=client_ip(request),
             )
         except InvalidCredential as exc:
             add_errors(form, exc.errors)
         except SecretUnreadable as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, "Settings saved." if changes else "Nothing changed.")
+            moved = changes.get("destination")
+            message = "Settings saved." if changes else "Nothing changed."
+            if moved:
+                message += " The secret now goes to " + ", ".join(d["new"] for d in moved.values()) + "."
+            messages.success(request, message)
             return redirect("credential_edit", credential.pk)
         credential.refresh_from_db()
+    ask_to_retype(form)
     return render(request, "credentials/edit.html", _edit_context(request, credential, settings_form=form))
 
 
@@ -216,9 +265,15 @@ def _callback_uri(request: HttpRequest) -> str:
 
 
 @role_required(ADMINS)
-@require_POST
+@require_GET
 def microsoft_sign_in(request: HttpRequest, pk: int) -> HttpResponse:
-    """Start the authorization-code flow (state + PKCE kept in the session) and go to Microsoft."""
+    """Start the authorization-code flow (state + PKCE kept in the session) and go to Microsoft.
+
+    A plain link (GET), not a form: the CSP's ``form-action 'self'`` also covers where a form
+    submission redirects to, so a POST answered by a redirect to the login host is blocked by the
+    browser. Starting here changes nothing but this session's pending sign-in; the callback checks
+    its state, and the code is redeemed only with this session's PKCE verifier.
+    """
     credential = get_object_or_404(Credential, pk=pk, provider="msgraph")
     redirect_uri = _callback_uri(request)
     url, state, verifier = services.microsoft_sign_in_start(credential, redirect_uri=redirect_uri)
@@ -228,7 +283,9 @@ def microsoft_sign_in(request: HttpRequest, pk: int) -> HttpResponse:
         "credential": credential.pk,
         "redirect_uri": redirect_uri,
     }
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    response = HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    add_never_cache_headers(response)  # a fresh state and verifier every time
+    return response
 
 
 SIGN_IN_ERROR_HINTS = {

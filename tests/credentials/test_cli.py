@@ -210,3 +210,18 @@ def test_the_commands_in_a_process_with_only_the_three_variables(tmp_path):
         assert json.loads(missing.stdout) == {"ok": False, "message": "No credential labelled 'Missing'."}
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    "url", ["https://collector.attacker.example", "https://169.254.169.254", "http://127.0.0.1.nip.io"]
+)
+def test_a_base_url_off_the_providers_hosts_exits_2(tmp_path, url):
+    message = refused("twilio", "x", file=write(tmp_path, {**TWILIO, "base_url": url}))
+    assert "base_url: " in message
+    assert not Credential.objects.exists()
+
+
+def test_an_operator_listed_host_is_accepted(tmp_path, settings):
+    settings.PROVIDER_EXTRA_HOSTS = ["twilio-proxy.corp.example"]
+    add("twilio", "x", file=write(tmp_path, {**TWILIO, "base_url": "https://twilio-proxy.corp.example"}))
+    assert Credential.objects.get(label="x").settings["base_url"] == "https://twilio-proxy.corp.example"

@@ -34,7 +34,7 @@ def graph(admin):
 
 
 def start(client, credential) -> tuple[str, dict[str, list[str]]]:
-    response = client.post(f"/credentials/{credential.pk}/microsoft/sign-in/")
+    response = client.get(f"/credentials/{credential.pk}/microsoft/sign-in/")
     assert response.status_code == 302
     location = response["Location"]
     return location, parse_qs(urlsplit(location).query)
@@ -221,4 +221,22 @@ def test_a_refused_code_is_shown_and_its_exchange_kept(admin_client, graph):
 
 def test_sign_in_is_only_for_graph_credentials(admin_client, admin):
     twilio = services.do_add_credential("twilio", "T", TWILIO, acting_user=admin)
-    assert admin_client.post(f"/credentials/{twilio.pk}/microsoft/sign-in/").status_code == 404
+    assert admin_client.get(f"/credentials/{twilio.pk}/microsoft/sign-in/").status_code == 404
+
+
+def test_sign_in_is_a_link_because_the_csp_blocks_a_forms_redirect_to_microsoft(admin_client, graph):
+    body = admin_client.get(f"/credentials/{graph.pk}/").content.decode()
+    assert f'href="/credentials/{graph.pk}/microsoft/sign-in/"' in body
+    assert f'action="/credentials/{graph.pk}/microsoft/sign-in/"' not in body
+    assert "form-action 'self'" in admin_client.get(f"/credentials/{graph.pk}/")["Content-Security-Policy"]
+    assert admin_client.post(f"/credentials/{graph.pk}/microsoft/sign-in/").status_code == 405
+
+
+def test_a_refresh_token_from_the_command_line_is_not_called_nobody_signed_in(admin_client, admin):
+    credential = services.do_add_credential(
+        "msgraph", "Graph CLI", {**MSGRAPH, "refresh_token": USER_REFRESH}, acting_user=admin
+    )
+    body = admin_client.get(f"/credentials/{credential.pk}/").content.decode()
+    assert "Nobody has signed in yet" not in body
+    assert "A refresh token was given with the credential" in body
+    assert "Sign in again with Microsoft" in body and USER_REFRESH not in body

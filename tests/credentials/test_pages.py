@@ -32,7 +32,7 @@ def pages(pk: int) -> list[tuple[str, str]]:
         ("post", f"/credentials/{pk}/secret/"),
         ("post", f"/credentials/{pk}/disable/"),
         ("post", f"/credentials/{pk}/check/"),
-        ("post", f"/credentials/{pk}/microsoft/sign-in/"),
+        ("get", f"/credentials/{pk}/microsoft/sign-in/"),
         ("get", "/credentials/microsoft/callback/"),
     ]
 
@@ -361,3 +361,101 @@ def test_an_unreadable_secret_gives_a_clear_check_result_not_a_crash(
     assert response.status_code == 200
     assert "cannot be decrypted with the configured ENCRYPTION_KEYS" in response.content.decode()
     assert admin_client.get(f"/credentials/{credential.pk}/").status_code == 200
+
+
+# --- issue 10: one round, an empty body, secrets typed again ------------------------------------
+
+
+def test_an_empty_post_shows_the_form_again_not_a_server_error(admin_client):
+    response = admin_client.post("/credentials/new/")
+    assert response.status_code == 200
+    assert "Choose a provider first." in response.content.decode()
+
+
+def test_an_empty_submit_flags_the_label_and_every_provider_field_at_once(admin_client):
+    response = admin_client.post("/credentials/new/", {"provider": "twilio"})
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert {"label", "account_sid", "auth_token"} <= set(errors)
+    assert not Credential.objects.exists()
+
+
+def test_after_an_error_the_page_says_which_typed_secrets_to_type_again(admin_client):
+    response = admin_client.post(
+        "/credentials/new/",
+        {
+            "provider": "twilio",
+            "label": "",
+            "account_sid": TWILIO["account_sid"],
+            "auth_token": SECRET["twilio"],
+        },
+    )
+    body = response.content.decode()
+    assert "Type the Auth Token again" in body
+    assert SECRET["twilio"] not in body
+    assert "label" in response.context["form"].errors
+
+
+def test_a_url_change_on_the_settings_form_without_the_secret_is_refused_at_the_url(admin_client, credential):
+    response = admin_client.post(
+        f"/credentials/{credential.pk}/",
+        {
+            "label": "Twilio prod",
+            "account_sid": credential.settings["account_sid"],
+            "base_url": "http://127.0.0.1:9",
+        },
+    )
+    assert response.status_code == 200
+    assert "typed again" in response.context["settings_form"].errors["base_url"][0]
+    assert "base_url" not in Credential.objects.get(pk=credential.pk).settings
+
+
+def test_a_url_change_with_the_secret_typed_again_is_saved(admin_client, credential):
+    typed = "feedc0de" * 4
+    response = admin_client.post(
+        f"/credentials/{credential.pk}/",
+        {
+            "label": "Twilio prod",
+            "account_sid": credential.settings["account_sid"],
+            "base_url": "http://127.0.0.1:9",
+            "auth_token": typed,
+        },
+        follow=True,
+    )
+    body = response.content.decode()
+    assert "The secret now goes to 127.0.0.1:9." in body and typed not in body
+    stored = Credential.objects.get(pk=credential.pk)
+    assert stored.settings["base_url"] == "http://127.0.0.1:9" and stored.get_secrets() == {
+        "auth_token": typed
+    }
+
+
+def test_a_host_of_the_administrators_choice_is_refused_even_with_the_secret(admin_client, credential):
+    response = admin_client.post(
+        f"/credentials/{credential.pk}/",
+        {
+            "label": "Twilio prod",
+            "account_sid": credential.settings["account_sid"],
+            "base_url": "https://collector.attacker.example",
+            "auth_token": "feedc0de" * 4,
+        },
+    )
+    assert "not a host of this provider" in response.context["settings_form"].errors["base_url"][0]
+    assert "Type the Auth Token again" in response.content.decode()
+    assert Credential.objects.get(pk=credential.pk).get_secrets() == {"auth_token": TWILIO["auth_token"]}
+
+
+def test_the_settings_form_and_the_secret_form_have_distinct_ids(admin_client, credential):
+    body = admin_client.get(f"/credentials/{credential.pk}/").content.decode()
+    assert body.count('id="id_auth_token"') == 1 and body.count('id="settings_auth_token"') == 1
+
+
+def test_a_refused_keystore_upload_asks_for_the_file_again(admin_client):
+    upload = SimpleUploadedFile(
+        "keystore.json", json.dumps({**MIXIN, "session_id": "x"}).encode(), "application/json"
+    )
+    response = admin_client.post("/credentials/new/", {"provider": "mixin", "label": "", "keystore": upload})
+    errors = response.context["form"].errors
+    assert "label" in errors and errors["keystore"][0].startswith("session_id: ")
+    assert "Choose the keystore file again" in response.content.decode()
+    assert MIXIN["session_private_key"] not in response.content.decode()

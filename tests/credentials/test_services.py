@@ -11,7 +11,7 @@ from convadmin.conversations.models import Exchange
 from convadmin.credentials import services
 from convadmin.credentials.models import Credential
 from providers.base import InvalidCredential
-from tests.credentials.samples import MSGRAPH, SECRET, TWILIO, VALID, mock_check
+from tests.credentials.samples import GRAPH, GROUP, MSGRAPH, SECRET, TOKEN_URL, TWILIO, VALID, mock_check
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -214,3 +214,153 @@ def test_check_with_an_unreadable_secret_says_so(actor, settings):
     ok, message = services.do_check_credential(Credential.objects.get(pk=credential.pk), acting_user=actor)
     assert not ok and "ENCRYPTION_KEYS" in message
     assert Credential.objects.get(pk=credential.pk).last_check_ok is False
+
+
+# --- where a secret may be sent (issue 10, items 16 and 18) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "key", "url"),
+    [
+        ("twilio", "base_url", "https://attacker.example"),
+        ("highlevel", "base_url", "https://services.leadconnectorhq.com.attacker.example"),
+        ("mixin", "base_url", "https://169.254.169.254"),
+        ("msgraph", "login_url", "https://10.0.0.5"),
+        ("msgraph", "base_url", "https://login.microsoftonline.com"),  # a login host is not a Graph host
+    ],
+)
+def test_a_secret_is_never_sent_to_a_host_that_is_not_the_providers(actor, provider, key, url):
+    with pytest.raises(InvalidCredential) as info:
+        services.do_add_credential(provider, "x", {**VALID[provider], key: url}, acting_user=actor)
+    assert [e.path for e in info.value.errors] == [key]
+    assert "PROVIDER_EXTRA_HOSTS" in info.value.errors[0].message
+    assert not Credential.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("provider", "key", "url"),
+    [
+        ("mixin", "base_url", "https://mixin-api.zeromesh.net"),
+        ("twilio", "base_url", "https://conversations.dublin.ie1.twilio.com"),
+        ("highlevel", "base_url", "https://services.leadconnectorhq.com"),
+        ("msgraph", "base_url", "https://graph.microsoft.us"),
+        ("msgraph", "login_url", "https://login.partner.microsoftonline.cn"),
+        ("twilio", "base_url", "http://127.0.0.1:8402"),
+    ],
+)
+def test_the_providers_own_hosts_and_loopback_are_accepted(actor, provider, key, url):
+    credential = services.do_add_credential(provider, "x", {**VALID[provider], key: url}, acting_user=actor)
+    assert credential.settings[key] == url
+
+
+def test_the_operator_may_allow_more_hosts(actor, settings):
+    settings.PROVIDER_EXTRA_HOSTS = ["twilio-proxy.corp.example", "10.0.0.5"]
+    for n, url in enumerate(["https://twilio-proxy.corp.example", "https://10.0.0.5:8443"]):
+        credential = services.do_add_credential(
+            "twilio", f"t{n}", {**TWILIO, "base_url": url}, acting_user=actor
+        )
+        assert credential.settings["base_url"] == url
+
+
+def test_changing_where_the_secret_goes_needs_the_secret_typed_again(actor):
+    credential = services.do_add_credential("twilio", "t", TWILIO, acting_user=actor)
+    with pytest.raises(InvalidCredential) as info:
+        services.do_edit_credential(credential, {"base_url": "http://127.0.0.1:8402"}, acting_user=actor)
+    assert [e.path for e in info.value.errors] == ["base_url"]
+    assert "typed again" in info.value.errors[0].message
+    assert "base_url" not in Credential.objects.get(pk=credential.pk).settings
+    assert not AuditEvent.objects.filter(event_type=EventType.CREDENTIAL_EDITED).exists()
+
+
+def test_a_url_change_with_the_secret_is_stored_and_audited_old_and_new_host(actor):
+    credential = services.do_add_credential("twilio", "t", TWILIO, acting_user=actor)
+    typed = "feedc0de" * 4
+    services.do_edit_credential(
+        credential,
+        {"base_url": "http://127.0.0.1:8402"},
+        secret_data={"auth_token": typed},
+        acting_user=actor,
+        ip="10.0.0.9",
+    )
+    stored = Credential.objects.get(pk=credential.pk)
+    assert stored.settings["base_url"] == "http://127.0.0.1:8402" and stored.sandbox
+    assert stored.get_secrets() == {"auth_token": typed}
+    event = AuditEvent.objects.get(event_type=EventType.CREDENTIAL_EDITED)
+    assert event.extra["destination"] == {
+        "base_url": {"old": "the provider's default host", "new": "127.0.0.1:8402"}
+    }
+    assert event.extra["secret_retyped"] == ["auth_token"] and event.actor == actor
+    assert typed not in audit_text() and TWILIO["auth_token"] not in audit_text()
+
+
+def test_moving_graphs_login_url_drops_the_sign_in_with_the_old_refresh_token(actor):
+    credential = services.do_add_credential(
+        "msgraph", "g", {**MSGRAPH, "refresh_token": "0.AXoA-old-refresh"}, acting_user=actor
+    )
+    services.do_edit_credential(
+        credential,
+        {"login_url": "http://127.0.0.1:8404"},
+        secret_data={"client_secret": "Zz8Q~new-secret-value-for-tests.WX0y"},
+        acting_user=actor,
+    )
+    stored = Credential.objects.get(pk=credential.pk)
+    assert stored.get_secrets() == {"client_secret": "Zz8Q~new-secret-value-for-tests.WX0y"}
+    assert "signed_in_at" not in stored.settings
+
+
+def test_a_refresh_token_from_the_file_is_marked_as_given_not_signed_in(actor):
+    credential = services.do_add_credential(
+        "msgraph", "g", {**MSGRAPH, "refresh_token": "0.AXoA-cli-refresh"}, acting_user=actor
+    )
+    assert credential.settings["signed_in_via"] == "given" and credential.settings["signed_in_at"]
+    assert "signed_in_as" not in credential.settings
+
+
+def test_every_problem_of_a_new_credential_is_reported_at_once(actor):
+    with pytest.raises(InvalidCredential) as info:
+        services.do_add_credential("twilio", " ", {"account_sid": "AB1"}, acting_user=actor)
+    assert {e.path for e in info.value.errors} == {"label", "account_sid", "auth_token"}
+
+
+# --- rotated tokens (issue 10, item 19) --------------------------------------------------------------
+
+
+def test_a_token_rotated_by_a_create_is_audited_with_who_made_the_call(actor, respx_mock):
+    from convadmin.conversations import services as conversation_services
+
+    credential = services.do_add_credential(
+        "msgraph", "g", {**MSGRAPH, "refresh_token": "0.AXoA-first-refresh"}, acting_user=actor
+    )
+    before = credential.fingerprint
+    respx_mock.post(TOKEN_URL).respond(
+        200,
+        json={"access_token": "eyJ.delegated.sig", "refresh_token": "0.AXoA-rotated", "token_type": "Bearer"},
+    )
+    respx_mock.post(f"{GRAPH}/v1.0/groups/{GROUP}/conversations").respond(
+        201, json={"id": "AAQkADconv=", "topic": "Launch"}
+    )
+    body = {"topic": "Launch", "threads": [{"posts": [{"body": {"contentType": "text", "content": "Hi"}}]}]}
+    conversation = conversation_services.do_create_conversation(
+        body, credential=credential, acting_user=actor, ip="10.0.0.9"
+    )
+    assert conversation.status == "created"
+    credential.refresh_from_db()
+    assert credential.get_secrets()["refresh_token"] == "0.AXoA-rotated"
+    event = AuditEvent.objects.get(event_type=EventType.CREDENTIAL_TOKEN_ROTATED)
+    assert (event.actor, event.ip, event.target_id) == (actor, "10.0.0.9", str(credential.pk))
+    assert event.extra == {
+        "fields": ["refresh_token"],
+        "fingerprint": {"old": before, "new": credential.fingerprint},
+    }
+    assert "0.AXoA-rotated" not in audit_text()
+
+
+def test_a_stored_url_that_is_no_longer_allowed_is_never_called(actor, settings, respx_mock):
+    settings.PROVIDER_EXTRA_HOSTS = ["twilio-proxy.corp.example"]
+    credential = services.do_add_credential(
+        "twilio", "t", {**TWILIO, "base_url": "https://twilio-proxy.corp.example"}, acting_user=actor
+    )
+    settings.PROVIDER_EXTRA_HOSTS = []
+    ok, message = services.do_check_credential(credential, acting_user=actor)
+    assert not ok and message.startswith("Nothing was sent: twilio-proxy.corp.example is not a host")
+    assert not respx_mock.calls and not Exchange.objects.exists()

@@ -10,6 +10,7 @@ from providers.base import (
     base_url,
     check_base_url,
     error_text,
+    host_allowed,
     is_loopback,
     require_fields,
 )
@@ -35,7 +36,58 @@ FIELDS = [
     ],
 )
 def test_it_accepts_https_and_loopback_http_base_urls(url: str):
-    assert check_base_url(url) == []
+    assert check_base_url(url, hosts=("api.example.com",)) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://attacker.example",
+        "https://api.example.com.attacker.example",
+        "https://evil-api.example.com",
+        "https://8.8.8.8",
+    ],
+)
+def test_it_refuses_a_host_that_is_not_the_providers(url: str):
+    [error] = check_base_url(url, hosts=("api.example.com", "*.eu.example.com"))
+    assert "is not a host of this provider (api.example.com, *.eu.example.com)" in error.message
+    assert "PROVIDER_EXTRA_HOSTS" in error.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://169.254.169.254",  # cloud metadata
+        "https://[fd00:ec2::254]",  # AWS metadata over IPv6
+        "https://10.0.0.5",
+        "https://192.168.1.10:8443",
+        "https://172.16.0.1",
+        "https://100.64.0.1",  # carrier-grade NAT
+        "https://0.0.0.0",
+        "https://[fe80::1]",
+        "https://[::ffff:169.254.169.254]",
+    ],
+)
+def test_it_refuses_private_link_local_and_metadata_addresses(url: str):
+    [error] = check_base_url(url, hosts=("api.example.com",))
+    assert "private, link-local or metadata address" in error.message
+
+
+def test_the_operator_may_add_hosts_and_private_addresses_by_name():
+    extra = ("proxy.corp.example", "10.0.0.5", "*.mirror.example")
+    for url in ("https://proxy.corp.example", "https://10.0.0.5:8443", "https://eu.mirror.example"):
+        assert check_base_url(url, hosts=("api.example.com",), extra_hosts=extra) == [], url
+    assert check_base_url("https://10.0.0.6", hosts=(), extra_hosts=extra)
+    assert check_base_url("https://mirror.example", hosts=(), extra_hosts=extra)
+    # listing a host never allows plain http off loopback
+    assert check_base_url("http://proxy.corp.example", hosts=(), extra_hosts=extra)
+
+
+def test_host_patterns_match_whole_labels_only():
+    assert host_allowed("a.b.example.com", ["*.example.com"])
+    assert not host_allowed("example.com", ["*.example.com"])
+    assert not host_allowed("badexample.com", ["*.example.com"])
+    assert host_allowed("API.Example.COM", ["api.example.com"])
 
 
 @pytest.mark.parametrize(
@@ -138,29 +190,37 @@ def test_it_keeps_an_optional_field_when_given():
     assert cred.settings["region"] == "ie1"
 
 
+URLS = {"base_url": ("api.example.com",), "login_url": ("login.example.com",)}
+
+
 def test_it_validates_the_base_url_and_strips_its_trailing_slash():
     data = {"account_sid": "AC1", "auth_token": "tok-1234", "base_url": " http://127.0.0.1:8025/ "}
-    assert require_fields(data, FIELDS, "twilio").settings["base_url"] == "http://127.0.0.1:8025"
+    assert require_fields(data, FIELDS, "twilio", URLS).settings["base_url"] == "http://127.0.0.1:8025"
+
+
+def test_it_checks_each_url_against_its_own_hosts_and_ignores_urls_the_provider_does_not_take():
+    data = {"account_sid": "AC1", "auth_token": "tok-1234", "login_url": "https://api.example.com"}
+    with pytest.raises(InvalidCredential) as info:
+        require_fields(data, FIELDS, "x", URLS)
+    assert [e.path for e in info.value.errors] == ["login_url"]
+    assert "login_url" not in require_fields(data, FIELDS, "x", {"base_url": ()}).settings
+    extra = require_fields(data, FIELDS, "x", URLS, extra_hosts=["api.example.com"])
+    assert extra.settings["login_url"] == "https://api.example.com"
 
 
 @pytest.mark.parametrize("name", ["base_url", "login_url"])
 def test_it_rejects_a_plain_http_url_off_loopback(name: str):
     with pytest.raises(InvalidCredential) as info:
         require_fields(
-            {"account_sid": "AC1", "auth_token": "tok-1234", name: "http://example.com"}, FIELDS, "x"
+            {"account_sid": "AC1", "auth_token": "tok-1234", name: "http://example.com"}, FIELDS, "x", URLS
         )
     assert [e.path for e in info.value.errors] == [name]
 
 
 def test_it_rejects_a_base_url_that_is_not_text():
     with pytest.raises(InvalidCredential) as info:
-        require_fields({"account_sid": "AC1", "auth_token": "tok-1234", "base_url": 8025}, FIELDS, "x")
+        require_fields({"account_sid": "AC1", "auth_token": "tok-1234", "base_url": 8025}, FIELDS, "x", URLS)
     assert [e.message for e in info.value.errors] == ["base_url must be text."]
-
-
-def test_it_keeps_extra_settings():
-    data = {"account_sid": "AC1", "auth_token": "tok-1234", "edge": "dublin"}
-    assert require_fields(data, FIELDS, "x", extra_settings=("edge",)).settings["edge"] == "dublin"
 
 
 def test_base_url_falls_back_to_the_default():
