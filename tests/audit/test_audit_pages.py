@@ -5,9 +5,11 @@ import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
-from django.db import connection, models
+from django.contrib.auth.signals import user_logged_in
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -24,9 +26,9 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def event(event_type, *, when=T0, **kwargs) -> AuditEvent:
-    e = record(event_type, **kwargs)
-    # event_time is auto_now_add and the log refuses updates: back-date it past that guard (fixtures only).
-    models.QuerySet.update(AuditEvent.objects.filter(pk=e.pk), event_time=when)
+    # event_time is auto_now_add and the database refuses updates: write it at that time instead.
+    with mock.patch("django.utils.timezone.now", return_value=when):
+        e = record(event_type, **kwargs)
     return AuditEvent.objects.get(pk=e.pk)
 
 
@@ -102,9 +104,10 @@ def test_readable_changes_handles_every_shape():
     assert readable_changes({}) == [] and readable_changes(None) == []
 
 
-def test_empty_log_says_what_will_appear(auditor_client):
-    models.QuerySet.delete(AuditEvent.objects.all())  # the auditor's own login event
-    body = auditor_client.get(URL).content.decode()
+def test_empty_log_says_what_will_appear(auditor, client):
+    with mock.patch.object(user_logged_in, "receivers", []):  # no login event: the log stays empty
+        client.force_login(auditor)
+    body = client.get(URL).content.decode()
     assert "No events yet" in body
 
 
