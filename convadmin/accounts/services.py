@@ -69,23 +69,63 @@ def do_change_user(
     if user.pk == acting_user.pk and (not is_active or role != ADMINISTRATOR):
         raise PermissionError("You cannot remove your own administrator role or deactivate yourself.")
     with transaction.atomic(durable=True):
-        old = {"role": role_of(user), "is_active": user.is_active}
-        new = {"role": role, "is_active": is_active}
+        old = {"role": role_of(user), "is_active": user.is_active, "superuser": user.is_superuser}
+        # A superuser is an Administrator whatever its groups: any other role takes the bit away.
+        new = {"role": role, "is_active": is_active, "superuser": user.is_superuser and role == ADMINISTRATOR}
         if old == new:
             return {}
         set_role(user, role)
         user.is_active = is_active
         user.is_staff = role == ADMINISTRATOR
-        user.save(update_fields=["is_active", "is_staff"])
+        user.is_superuser = new["superuser"]
+        user.save(update_fields=["is_active", "is_staff", "is_superuser"])
         changes = {k: {"old": old[k], "new": new[k]} for k in old if old[k] != new[k]}
         record(EventType.USER_CHANGED, actor=acting_user, target=user, ip=ip, extra=changes)
     return changes
 
 
-def system_user() -> AbstractUser:
-    """The actor of command-line runs without ``--user``: an inactive account that cannot log in."""
-    user, created = User.objects.get_or_create(username=SYSTEM_USERNAME, defaults={"is_active": False})
-    if created:
-        user.set_unusable_password()
+def do_change_password(
+    user: AbstractUser, password: str, *, acting_user: AbstractUser, ip: str | None = None
+) -> None:
+    """Set ``user``'s password (already validated) and audit it; the password itself is never recorded."""
+    with transaction.atomic(durable=True):
+        user.set_password(password)
         user.save(update_fields=["password"])
+        record(EventType.PASSWORD_CHANGED, actor=acting_user, target=user, ip=ip)
+
+
+def system_user() -> AbstractUser:
+    """The actor of command-line runs without ``--user``: an inactive account that cannot log in.
+
+    The name is reserved (the user forms refuse it); an account that got it anyway, e.g. before the
+    reservation, is locked here (no password, inactive, no role) and the lock is audited.
+    """
+    with transaction.atomic():
+        user, created = User.objects.select_for_update().get_or_create(
+            username=SYSTEM_USERNAME, defaults={"is_active": False}
+        )
+        roles = list(user.groups.values_list("name", flat=True))
+        if (
+            created
+            or user.has_usable_password()
+            or user.is_active
+            or user.is_staff
+            or user.is_superuser
+            or roles
+        ):
+            old = {"is_active": user.is_active, "staff": user.is_staff, "superuser": user.is_superuser}
+            user.set_unusable_password()
+            user.is_active = user.is_staff = user.is_superuser = False
+            user.save(update_fields=["password", "is_active", "is_staff", "is_superuser"])
+            user.groups.clear()
+            if not created:
+                changes = {k: {"old": v, "new": False} for k, v in old.items() if v}
+                if roles:
+                    changes["role"] = {"old": ", ".join(roles), "new": ""}
+                record(
+                    EventType.USER_CHANGED,
+                    actor_name=SYSTEM_USERNAME,
+                    target=user,
+                    extra={**changes, "password": "made unusable (reserved command-line account)"},
+                )
     return user
