@@ -119,7 +119,12 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The file holds live sessions: create it owner-only (SQLite gives its -wal/-shm files the same mode).
     _db = Path(DATABASES["default"]["NAME"])
-    if str(_db) != ":memory:" and not str(_db).startswith("file:") and _db.parent.is_dir() and not _db.exists():
+    if (
+        str(_db) != ":memory:"
+        and not str(_db).startswith("file:")
+        and _db.parent.is_dir()
+        and not _db.exists()
+    ):
         os.close(os.open(_db, os.O_CREAT | os.O_WRONLY, 0o600))
     # WAL + a busy timeout keep the dev server and a CLI run from tripping over each other's locks.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
