@@ -200,3 +200,11 @@ def test_export_csv_and_jsonl_follow_the_filters_and_are_audited(auditor, audito
 
 def test_export_refuses_a_bad_format(auditor_client):
     assert auditor_client.get(EXPORT, {"format": "pdf"}).status_code == 400
+
+
+def test_a_target_id_too_long_to_match_says_so_and_lists_nothing(auditor_client, admin):
+    event(EventType.LOGIN, actor=admin)
+    response = auditor_client.get(URL, {"target_id": "9" * 80})
+    body = response.content.decode()
+    assert "A target id is at most 64 characters (this one has 80): no event can match." in body
+    assert rows(response) == [] and "No event matches these filters" in body
