@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -14,6 +17,21 @@ from convadmin.audit.services import record
 
 User = get_user_model()
 SYSTEM_USERNAME = "system"
+#: True while a service below writes its own audit event for a password it sets (see signals.py).
+_audited_here: ContextVar[bool] = ContextVar("audited_here", default=False)
+
+
+@contextmanager
+def audited_here() -> Iterator[None]:
+    token = _audited_here.set(True)
+    try:
+        yield
+    finally:
+        _audited_here.reset(token)
+
+
+def audited_elsewhere() -> bool:
+    return _audited_here.get()
 
 
 def set_role(user: AbstractUser, role: str) -> None:
@@ -35,7 +53,7 @@ def role_of(user: AbstractUser) -> str:
 
 def do_create_first_admin(username: str, email: str, password: str, *, ip: str | None = None) -> AbstractUser:
     """Create the first administrator; refuses once any user exists (the setup page is then gone)."""
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=True), audited_here():
         if User.objects.select_for_update().exists():
             raise PermissionError("An administrator already exists.")
         user = User.objects.create_user(username=username, email=email, password=password, is_staff=True)
@@ -47,7 +65,7 @@ def do_create_first_admin(username: str, email: str, password: str, *, ip: str |
 def do_create_user(
     username: str, email: str, password: str, role: str, *, acting_user: AbstractUser, ip: str | None = None
 ) -> AbstractUser:
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=True), audited_here():
         user = User.objects.create_user(
             username=username, email=email, password=password, is_staff=role == ADMINISTRATOR
         )
@@ -88,7 +106,7 @@ def do_change_password(
     user: AbstractUser, password: str, *, acting_user: AbstractUser, ip: str | None = None
 ) -> None:
     """Set ``user``'s password (already validated) and audit it; the password itself is never recorded."""
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=True), audited_here():
         user.set_password(password)
         user.save(update_fields=["password"])
         record(EventType.PASSWORD_CHANGED, actor=acting_user, target=user, ip=ip)

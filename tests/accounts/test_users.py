@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -186,3 +188,29 @@ def test_the_top_bar_links_to_the_password_page(support_client):
 def test_there_is_no_django_admin_with_its_unaudited_password_and_user_pages(admin_client):
     for path in ("/admin/", "/admin/password_change/", "/admin/auth/user/"):
         assert admin_client.get(path).status_code == 404, path
+
+
+def test_password_changes_and_superusers_made_on_the_command_line_are_audited(monkeypatch, support):
+    from unittest import mock
+
+    from django.core.management import call_command
+
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a long root passphrase")
+    call_command(
+        "createsuperuser", username="root", email="root@example.test", interactive=False, verbosity=0
+    )
+    created = AuditEvent.objects.get(event_type=EventType.USER_CREATED)
+    assert created.target_label == "root" and created.extra["superuser"] is True
+    with mock.patch("django.contrib.auth.management.commands.changepassword.getpass.getpass") as ask:
+        ask.return_value = "another long passphrase"
+        call_command("changepassword", "sam-support", stdout=io.StringIO())
+    changed = AuditEvent.objects.get(event_type=EventType.PASSWORD_CHANGED)
+    assert changed.target_id == str(support.pk) and changed.actor is None
+    assert "passphrase" not in str(created.extra) + str(changed.extra)
+
+
+def test_a_password_set_in_a_shell_is_audited_once(support):
+    support.set_password("a shell-made passphrase")
+    support.save()
+    support.save()  # a later save of the same object changes no password
+    assert AuditEvent.objects.filter(event_type=EventType.PASSWORD_CHANGED).count() == 1
