@@ -45,7 +45,7 @@ venv: $(VENV)/.installed
 	} > .env
 
 run: venv .env
-	$(PY) manage.py migrate --noinput
+	umask 077; $(PY) manage.py migrate --noinput  # db.sqlite3 holds sessions: owner-only
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	@echo "convadmin on http://$(HOST):$(PORT)/ with a job worker and the clock (Procfile; Ctrl-C stops all)"
 	SECURE_COOKIES=$${SECURE_COOKIES:-0} DEBUG=$${DEBUG:-1} HOST=$(HOST) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
@@ -83,7 +83,7 @@ SANDBOX_PORT ?= 8401
 # The sandbox (four emulated APIs on ports SANDBOX_PORT..+3) and the app, seeded with demo users,
 # sandbox credentials and sample records. Idempotent; Ctrl-C stops both.
 demo: venv .env
-	$(PY) manage.py migrate --noinput
+	umask 077; $(PY) manage.py migrate --noinput  # db.sqlite3 holds sessions: owner-only
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	@mkdir -p .demo; rm -f .demo/sandbox-credentials.json; \
 	$(PY) -m providers.sandbox --port $(SANDBOX_PORT) --seed demo --quiet \

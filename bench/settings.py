@@ -7,3 +7,6 @@ ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # One log line per provider call would swamp the benchmark's output.
 LOGGING["loggers"]["providers.http"]["level"] = "WARNING"  # noqa: F405
+# The Django admin changelist is the benchmark's baseline; the app itself does not install the admin.
+INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.admin"]  # noqa: F405
+ROOT_URLCONF = "bench.urls"

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
@@ -20,32 +21,50 @@ if (BASE_DIR / ".env").is_file() and not os.environ.get("CONVADMIN_NO_DOTENV"):
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
+#: Development only: with DEBUG, a missing SECRET_KEY / ENCRYPTION_KEYS falls back to built-in keys.
+INSECURE_DEV_KEYS = DEBUG and env.bool("INSECURE_DEV_KEYS", default=False)
+#: Which built-in keys are in use (a system check says so at every start).
+DEV_KEYS_IN_USE: list[str] = []
 
 
 def _required(name: str, dev_default: str) -> str:
     value = env.str(name, default="")
     if value:
         return value
-    if DEBUG:
+    if INSECURE_DEV_KEYS:
+        DEV_KEYS_IN_USE.append(name)
         return dev_default
     raise ImproperlyConfigured(
         f"{name} is not set. Set {name} (or {name}_FILE) in the environment or in .env; "
-        "`make run` writes a .env with fresh random values on first run."
+        "`make run` writes a .env with fresh random values on first run. For a throwaway local run only, "
+        "DEBUG=1 with INSECURE_DEV_KEYS=1 uses built-in keys that anyone can read."
     )
+
+
+def _fernet_keys(value: str) -> list[str]:
+    """The comma-separated ENCRYPTION_KEYS, each checked now: a bad key must stop start-up, not every save."""
+    keys = [k.strip() for k in value.split(",") if k.strip()]
+    if not keys:
+        raise ImproperlyConfigured("ENCRYPTION_KEYS is empty: set at least one Fernet key.")
+    for index, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"ENCRYPTION_KEYS entry {index} of {len(keys)} is not a Fernet key (32 url-safe "
+                "base64-encoded bytes). Make one with: python -c "
+                '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+            ) from None
+    return keys
 
 
 SECRET_KEY = _required("SECRET_KEY", "insecure-development-key-only-for-debug")
 #: Comma-separated Fernet keys; the first encrypts, all decrypt (see rotate_encryption_keys).
-ENCRYPTION_KEYS = [
-    k.strip()
-    for k in _required("ENCRYPTION_KEYS", "ZGV2ZWxvcG1lbnQta2V5LW9ubHktZm9yLWRlYnVnISE=").split(",")
-    if k.strip()
-]
+ENCRYPTION_KEYS = _fernet_keys(_required("ENCRYPTION_KEYS", "ZGV2ZWxvcG1lbnQta2V5LW9ubHktZm9yLWRlYnVnISE="))
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -100,6 +119,15 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The file holds live sessions: create it owner-only (SQLite gives its -wal/-shm files the same mode).
+    _db = Path(DATABASES["default"]["NAME"])
+    if (
+        str(_db) != ":memory:"
+        and not str(_db).startswith("file:")
+        and _db.parent.is_dir()
+        and not _db.exists()
+    ):
+        os.close(os.open(_db, os.O_CREAT | os.O_WRONLY, 0o600))
     # WAL + a busy timeout keep the dev server and a CLI run from tripping over each other's locks.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"transaction_mode": "IMMEDIATE", "timeout": 10, "init_command": "PRAGMA journal_mode=WAL;"}

@@ -1,4 +1,3 @@
-from django.contrib import admin
 from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 
@@ -9,10 +8,10 @@ urlpatterns = [
     path("setup/", accounts.setup, name="setup"),
     path("accounts/login/", accounts.login_view, name="login"),
     path("accounts/logout/", LogoutView.as_view(), name="logout"),
+    path("accounts/password/", accounts.password_change, name="password_change"),
     path("users/", accounts.users, name="users"),
     path("users/<int:pk>/", accounts.user_change, name="user_change"),
     path("credentials/", include("convadmin.credentials.urls")),
     path("conversations/", include("convadmin.conversations.urls")),
     path("audit/", include("convadmin.audit.urls")),
-    path("admin/", admin.site.urls),
 ]

@@ -7,4 +7,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:
-        from convadmin.accounts import signals  # noqa: F401 - connects the login audit receivers
+        from convadmin.accounts import checks, signals  # noqa: F401 - registers the check and the login audit receivers

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import get_user_model, login, update_session_auth_hash
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.views import LoginView
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods
 
 from convadmin.accounts import services
 from convadmin.accounts.forms import FirstAdminForm, NewUserForm, UserChangeForm
-from convadmin.accounts.roles import ADMINS, role_required
+from convadmin.accounts.roles import ADMINS, READERS, role_required
 from convadmin.audit.services import client_ip
 
 User = get_user_model()
@@ -27,6 +30,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_not_required
+@sensitive_post_parameters("password", "password_again")
 @require_http_methods(["GET", "POST"])
 def setup(request: HttpRequest) -> HttpResponse:
     """Create the first administrator; exists only while there is no user at all."""
@@ -62,7 +66,24 @@ class ConvadminLoginView(LoginView):
 login_view = login_not_required(ConvadminLoginView.as_view())
 
 
+@role_required(READERS)
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
+@require_http_methods(["GET", "POST"])
+def password_change(request: HttpRequest) -> HttpResponse:
+    """Any signed-in user changes their own password (asked for the current one); audited."""
+    form = PasswordChangeForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        services.do_change_password(
+            request.user, form.cleaned_data["new_password1"], acting_user=request.user, ip=client_ip(request)
+        )
+        update_session_auth_hash(request, request.user)
+        messages.success(request, "Your password is changed.")
+        return redirect("home")
+    return render(request, "accounts/password_change.html", {"form": form})
+
+
 @role_required(ADMINS)
+@sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
 def users(request: HttpRequest) -> HttpResponse:
     form = NewUserForm(request.POST or None)
@@ -89,9 +110,11 @@ def users(request: HttpRequest) -> HttpResponse:
 
 
 @role_required(ADMINS)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def user_change(request: HttpRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(User.objects.exclude(username=services.SYSTEM_USERNAME), pk=pk)
+    if request.method == "GET":  # the user's row (and its form) is on the users page
+        return redirect(f"{reverse('users')}#user-{user.pk}")
     form = UserChangeForm(request.POST)
     error = ""
     if form.is_valid():

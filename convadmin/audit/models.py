@@ -15,6 +15,7 @@ class EventType(models.TextChoices):
     FIRST_ADMIN_CREATED = "first_admin_created", "First administrator created"
     USER_CREATED = "user_created", "User created"
     USER_CHANGED = "user_changed", "User role or status changed"
+    PASSWORD_CHANGED = "password_changed", "Password changed"
     CREDENTIAL_ADDED = "credential_added", "Credential added"
     CREDENTIAL_EDITED = "credential_edited", "Credential edited"
     CREDENTIAL_SECRET_REPLACED = "credential_secret_replaced", "Credential secret replaced"
@@ -42,10 +43,13 @@ class AppendOnlyQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
+    """One audit row. Append-only in the ORM (below) and in the database itself: a trigger refuses any
+    UPDATE or DELETE of the table (migration 0002), so users are deactivated, never deleted."""
+
     event_time = models.DateTimeField(auto_now_add=True, db_index=True)
     event_type = models.CharField(max_length=40, choices=EventType.choices, db_index=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor_name = models.CharField(max_length=150, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)

@@ -17,6 +17,7 @@ from convadmin.audit.models import AuditEvent, EventType
 from convadmin.conversations import export
 from convadmin.conversations.inspect import render_list
 from convadmin.conversations.queries import (
+    NO_MATCH,
     FilterForm,
     QuickSelect,
     date_input,
@@ -80,12 +81,21 @@ class AuditFilterForm(FilterForm):
     target_type = forms.ChoiceField(
         label="Target", choices=[("", "Any target"), *TARGET_TYPES], required=False, widget=QuickSelect
     )
-    target_id = forms.CharField(label="Target id", required=False, max_length=64)
+    target_id = forms.CharField(
+        label="Target id",
+        required=False,
+        max_length=64,
+        error_messages={
+            "max_length": "A target id is at most %(limit_value)d characters (this one has %(show_value)d): "
+            "no event can match."
+        },
+    )
     since = forms.DateField(label="From", required=False, widget=date_input())
     until = forms.DateField(label="To", required=False, widget=date_input())
     size = page_size_field()
 
     FILTERS = ("event_type", "actor", "target_type", "target_id", "since", "until")
+    SEARCHES = ("target_id",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -97,6 +107,8 @@ class AuditFilterForm(FilterForm):
 
 
 def filter_events(qs, filters: dict[str, Any]):
+    if filters.get("target_id") is NO_MATCH:
+        return qs.none()
     if filters.get("event_type"):
         qs = qs.filter(event_type=filters["event_type"])
     if filters.get("actor"):

@@ -33,6 +33,16 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEARCH_MAX = 200
 
 
+class _NoMatch:
+    """A search filter that did not validate (e.g. too long): the list shows nothing, and the error why."""
+
+    def __str__(self) -> str:
+        return "(invalid)"
+
+
+NO_MATCH = _NoMatch()
+
+
 def day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
@@ -95,6 +105,9 @@ class FilterForm(forms.Form):
     shows its error; the others still apply."""
 
     FILTERS: tuple[str, ...] = ()
+    #: Text searches among FILTERS: an invalid one matches nothing rather than being ignored (which would
+    #: show every row as if all matched).
+    SEARCHES: tuple[str, ...] = ()
 
     def __init__(self, data: QueryDict | None = None, *args: Any, **kwargs: Any) -> None:
         if data is not None and not data.get("size"):
@@ -113,7 +126,8 @@ class FilterForm(forms.Form):
         """The valid, non-empty filters, cleaned."""
         self.is_valid()
         data = getattr(self, "cleaned_data", {})
-        return {k: data[k] for k in self.FILTERS if data.get(k) not in (None, "")}
+        filters = {k: data[k] for k in self.FILTERS if data.get(k) not in (None, "")}
+        return filters | {k: NO_MATCH for k in self.SEARCHES if k in self.errors}
 
     def page_size(self) -> int:
         self.is_valid()
@@ -135,6 +149,10 @@ class ConversationFilterForm(FilterForm):
         label="Search",
         required=False,
         max_length=SEARCH_MAX,
+        error_messages={
+            "max_length": "A search is at most %(limit_value)d characters (this one has %(show_value)d): "
+            "nothing is shown until it is shortened."
+        },
         widget=forms.TextInput(attrs={"type": "search", "placeholder": "External id, participant or name"}),
         help_text="External id (exact or its start), participant identity, address, email or user id, or name.",
     )
@@ -163,6 +181,7 @@ class ConversationFilterForm(FilterForm):
     size = page_size_field()
 
     FILTERS = ("q", "provider", "status", "credential", "creator", "since", "until")
+    SEARCHES = ("q",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -180,6 +199,8 @@ class ConversationFilterForm(FilterForm):
 
 def filter_conversations(qs: QuerySet[Conversation], filters: Mapping[str, Any]) -> QuerySet[Conversation]:
     """Apply ``filters`` (names as in :class:`ConversationFilterForm`; models or ids for FKs)."""
+    if filters.get("q") is NO_MATCH:
+        return qs.none()
     if filters.get("provider"):
         qs = qs.filter(provider=filters["provider"])
     if filters.get("status"):

@@ -14,8 +14,7 @@ PUBLIC = {"home", "setup", "login", "logout"}
 def _routes(patterns=None, prefix: str = ""):
     for entry in patterns if patterns is not None else get_resolver().url_patterns:
         if isinstance(entry, URLResolver):
-            if entry.app_name != "admin":
-                yield from _routes(entry.url_patterns, prefix + str(entry.pattern))
+            yield from _routes(entry.url_patterns, prefix + str(entry.pattern))
         elif isinstance(entry, URLPattern) and entry.name not in PUBLIC:
             yield (
                 entry.name,

@@ -23,7 +23,9 @@ def test_login_page_sends_to_setup_while_no_user_exists(client):
 
 def test_first_administrator_is_created_logged_in_and_audited(client):
     response = client.post(
-        "/setup/", {"username": "root", "email": "", "password": GOOD_PASSWORD}, follow=True
+        "/setup/",
+        {"username": "root", "email": "", "password": GOOD_PASSWORD, "password_again": GOOD_PASSWORD},
+        follow=True,
     )
     assert response.redirect_chain[-1][0] == "/conversations/dashboard/"
     user = User.objects.get(username="root")
@@ -36,6 +38,25 @@ def test_setup_rejects_a_weak_password_at_the_field(client):
     response = client.post("/setup/", {"username": "root", "password": "12345"})
     assert response.status_code == 200
     assert "password" in response.context["form"].errors
+    assert not User.objects.exists()
+
+
+def test_setup_asks_for_the_password_twice(client):
+    assert client.get("/setup/").content.count(b'type="password"') == 2
+    response = client.post(
+        "/setup/", {"username": "root", "password": GOOD_PASSWORD, "password_again": GOOD_PASSWORD + "x"}
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["password_again"] == ["The two passwords differ."]
+    assert not User.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["system", "System"])
+def test_setup_refuses_the_reserved_name_of_the_command_line_actor(client, name):
+    response = client.post(
+        "/setup/", {"username": name, "password": GOOD_PASSWORD, "password_again": GOOD_PASSWORD}
+    )
+    assert "reserved for command-line actions" in str(response.context["form"].errors["username"])
     assert not User.objects.exists()
 
 

@@ -12,7 +12,12 @@ def test_first_administrator_logs_in_and_manages_users(page, transactional_db):
     expect(page.get_by_role("heading", name="Create the first administrator")).to_be_visible()
     screenshot(page, "setup")
     page.get_by_label("Username").fill("root")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.locator("#id_password").fill(PASSWORD)
+    page.locator("#id_password_again").fill(PASSWORD + "!")  # a typing mistake is caught
+    page.get_by_role("button", name="Create administrator").click()
+    expect(page.get_by_text("The two passwords differ.")).to_be_visible()
+    page.locator("#id_password").fill(PASSWORD)
+    page.locator("#id_password_again").fill(PASSWORD)
     page.get_by_role("button", name="Create administrator").click()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
@@ -37,4 +42,10 @@ def test_first_administrator_logs_in_and_manages_users(page, transactional_db):
     row.get_by_role("button", name="Save").click()
     expect(row.get_by_text("Saved")).to_be_visible()
     screenshot(page, "users")
+
+    # A user's own address (e.g. the row form's action, opened in a tab) leads to the users page there.
+    user_id = row.get_attribute("id").removeprefix("user-")
+    page.goto(f"/users/{user_id}/")
+    expect(page.get_by_role("heading", name="Users")).to_be_visible()
+    assert page.url.endswith(f"/users/#user-{user_id}")
     assert page.console_errors == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -32,7 +33,7 @@ def test_demo_seeds_users_credentials_and_records_of_every_status_once(sandbox_f
     }
     assert all(c.sandbox for c in Credential.objects.all())
     statuses = set(Conversation.objects.values_list("status", flat=True))
-    assert statuses == {Status.CREATED, Status.FAILED, Status.PENDING}
+    assert statuses == set(Status.values)  # every status the model has: a new one needs a demo record too
     for provider in ("mixin", "twilio", "highlevel", "msgraph"):
         assert Conversation.objects.filter(provider=provider, status=Status.CREATED).exists()
     count = Conversation.objects.count()
@@ -42,6 +43,18 @@ def test_demo_seeds_users_credentials_and_records_of_every_status_once(sandbox_f
     assert "none added" in capsys.readouterr().out
     assert Conversation.objects.count() == count
     assert Credential.objects.count() == 4
+
+
+def test_demo_users_and_their_password_resets_are_audited(sandbox_file):
+    from convadmin.audit.models import AuditEvent, EventType
+
+    call_command("seed_demo", credentials=str(sandbox_file), password="demo password 1", stdout=io.StringIO())
+    created = AuditEvent.objects.filter(event_type=EventType.USER_CREATED)
+    assert sorted(created.values_list("target_label", flat=True)) == ["demo", "demo-auditor", "demo-support"]
+    call_command("seed_demo", credentials=str(sandbox_file), password="demo password 2", stdout=io.StringIO())
+    resets = AuditEvent.objects.filter(event_type=EventType.PASSWORD_CHANGED)
+    assert resets.count() == 3 and {e.actor_name for e in resets} == {"system"}
+    assert "demo password" not in str(list(AuditEvent.objects.values_list("extra", flat=True)))
 
 
 def test_demo_refuses_an_unreadable_credentials_file(tmp_path):

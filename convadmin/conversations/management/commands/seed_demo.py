@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from convadmin.accounts.roles import ADMINISTRATOR, AUDITOR, SUPPORT
-from convadmin.accounts.services import set_role
+from convadmin.accounts.services import do_change_password, do_change_user, do_create_user, system_user
 from convadmin.conversations.models import Conversation, Status
 from convadmin.conversations.services import do_create_conversation
 from convadmin.credentials.models import Credential
@@ -143,14 +143,13 @@ class Command(BaseCommand):
         )
 
     def _user(self, username: str, role: str, password: str):
-        user, _ = User.objects.get_or_create(
-            username=username, defaults={"email": f"{username}@example.test"}
-        )
-        user.set_password(password)
-        user.is_active = True
-        user.is_staff = role == ADMINISTRATOR
-        user.save()
-        set_role(user, role)
+        """Create the demo user, or reset its password, role and active flag: audited like any change."""
+        actor = system_user()
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            return do_create_user(username, f"{username}@example.test", password, role, acting_user=actor)
+        do_change_password(user, password, acting_user=actor)
+        do_change_user(user, role=role, is_active=True, acting_user=actor)
         return user
 
     def _samples(self, credentials: dict[str, Credential], admin) -> None:
