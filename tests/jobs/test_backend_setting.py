@@ -19,7 +19,7 @@ def _tasks_setting(**env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env={**clean, "DEBUG": "1", "CONVADMIN_NO_DOTENV": "1", **env},
+        env={**clean, "DEBUG": "1", "INSECURE_DEV_KEYS": "1", "CONVADMIN_NO_DOTENV": "1", **env},
         capture_output=True,
         text=True,
     )
