@@ -224,6 +224,8 @@ PARTICIPANT_FIELDS = [
     Field("attributes", "Attributes", required=False, help="JSON, up to 4 KB."),
 ]
 
+#: The form's label of each body field, for messages (the command line still keys them by parameter).
+LABELS = {spec.name: spec.label for spec in BODY_FIELDS}
 
 # --- credential ------------------------------------------------------------------------------------
 
@@ -498,7 +500,7 @@ def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldEr
     if not has_identity and not bound and not errors:
         add(
             "identity",
-            "Give an identity (a chat user) or a messaging_binding address (an SMS or WhatsApp contact).",
+            "Give a chat identity (a chat user) or an address (an SMS or WhatsApp contact).",
         )
     for key, value in (("address", address), ("proxy_address", proxy)):
         if value and not _is_address(value):
@@ -510,40 +512,41 @@ def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldEr
     if projected and not E164.fullmatch(projected):
         add(
             "messaging_binding.projected_address",
-            f"{projected!r} is not a phone number in E.164 form; give your +1 Twilio number, e.g. +15017122661.",
+            f"Projected address {projected!r} is not a phone number in E.164 form; give your +1 Twilio number, "
+            "e.g. +15017122661.",
         )
     if proxy and not address:
         add(
             "messaging_binding.address",
-            "A proxy_address needs an address: the participant's own phone number or WhatsApp address.",
+            "A proxy address needs an address: the participant's own phone number or WhatsApp address.",
         )
     if address and projected:
         add(
             "messaging_binding.projected_address",
-            "Give either an address (with its proxy_address) or a projected_address, not both: "
-            "projected_address is for chat users in a Group MMS.",
+            "Give either an address (with its proxy address) or a projected address, not both: "
+            "a projected address is for chat users in a Group MMS.",
         )
     if has_identity and address:
         add(
             "identity",
-            "A participant is either a chat user (identity) or an SMS/WhatsApp contact (address), not both; "
+            "A participant is either a chat user (chat identity) or an SMS/WhatsApp contact (address), not both; "
             "add them as two participants.",
         )
     if _is_address(address) and _is_address(proxy) and address == proxy:
         add(
             "messaging_binding.proxy_address",
-            "The proxy_address must be your Twilio number, not the participant's own address (Twilio error 50409).",
+            "The proxy address must be your Twilio number, not the participant's own address (Twilio error 50409).",
         )
     elif _is_address(address) and _is_address(proxy) and _channel(address) != _channel(proxy):
         add(
             "messaging_binding.proxy_address",
-            "The address and proxy_address must use the same channel: both whatsapp:+… or both plain phone "
+            "The address and proxy address must use the same channel: both whatsapp:+… or both plain phone "
             "numbers (Twilio error 50414).",
         )
     if _channel(address) == "whatsapp" and not proxy:
         add(
             "messaging_binding.proxy_address",
-            "A WhatsApp address needs a proxy_address: your WhatsApp sender, e.g. whatsapp:+15017122661.",
+            "A WhatsApp address needs a proxy address: your WhatsApp sender, e.g. whatsapp:+15017122661.",
         )
     if _present(row.get("attributes")):
         add(
@@ -582,10 +585,10 @@ def _group_mms_errors(rows: list[Any]) -> list[FieldError]:
         errors.append(
             FieldError(
                 PARTICIPANTS_PATH,
-                "A participant with a projected_address, or a phone number without a proxy_address, makes this "
+                "A participant with a projected address, or a phone number without a proxy address, makes this "
                 f"a Group MMS, which needs at least {MIN_BOUND_GROUP_MMS} participants with a phone number or "
-                f"projected_address (this request has {bound_count}). For one-to-one SMS, give each address "
-                "a proxy_address (your Twilio number).",
+                f"projected address (this request has {bound_count}). For one-to-one SMS, give each address "
+                "a proxy address (your Twilio number).",
             )
         )
     for index, row in enumerate(rows):
@@ -602,7 +605,7 @@ def _group_mms_errors(rows: list[Any]) -> list[FieldError]:
             add(
                 index,
                 "projected_address",
-                "In a Group MMS a chat user needs a projected_address: your +1 Twilio number that the texters "
+                "In a Group MMS a chat user needs a projected address: your +1 Twilio number that the texters "
                 "see (Twilio error 50434).",
             )
     return errors
@@ -647,17 +650,18 @@ def _scalar_errors(values: dict[str, Any]) -> list[FieldError]:
         elif state.lower() not in STATES:
             add("State", f"Unknown state {state!r}; choose initializing, inactive or active.")
     for key, (minimum, example, words) in TIMER_MINIMUM.items():
+        label = LABELS[key]
         if not values.get(key):
             continue
         seconds = _duration_seconds(values[key])
         if seconds is None:
-            add(key, f"{key} must be an ISO 8601 duration such as PT1H (1 hour) or P1D (1 day).")
+            add(key, f"{label} must be an ISO 8601 duration such as PT1H (1 hour) or P1D (1 day).")
         elif seconds < minimum:
-            add(key, f"{key} must be at least {words} ({example}).")
+            add(key, f"{label} must be at least {words} ({example}).")
     if (values.get("Timers.Inactive") or values.get("Timers.Closed")) and not state:
         add(
             "State",
-            "Set State when a timer is set (Twilio error 50382); choose active to start the timers now.",
+            "Choose a State when a timer is set (Twilio error 50382); active starts the timers now.",
         )
     email = values.get("Bindings.Email.Address")
     if email and not EMAIL.fullmatch(email):

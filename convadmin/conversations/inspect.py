@@ -117,10 +117,7 @@ def rows_html(rows: list[dict[str, Any]]) -> SafeString:
     base = reverse("conversations")
     out = []
     for row in rows:
-        people = "".join(
-            f'<span class="chip" title="{escape(str(p))}">{escape(chip_text(str(p)))}</span> '
-            for p in row["participants"][:SHOWN_PARTICIPANTS]
-        )
+        people = "".join(chip(p) for p in row["participants"][:SHOWN_PARTICIPANTS])
         more = row["participant_count"] - SHOWN_PARTICIPANTS
         if more > 0:
             people += f'<span class="muted">+{more} more</span>'
@@ -148,6 +145,13 @@ def rows_html(rows: list[dict[str, Any]]) -> SafeString:
             f"{timezone.localtime(created):%Y-%m-%d %H:%M:%S}</time></td></tr>"
         )
     return mark_safe("".join(out))  # noqa: S308 - every value above is escaped
+
+
+#: Chips longer than this show their start and end (UUIDs of one app often share their first characters).
+def chip(value: Any) -> str:
+    """One participant as a chip (:func:`chip_text`), the whole value in its tooltip."""
+    text = str(value)
+    return f'<span class="chip" title="{escape(text)}">{escape(chip_text(text))}</span> '
 
 
 @role_required(READERS)
@@ -241,6 +245,8 @@ def _detail_context(conversation: Conversation) -> dict[str, Any]:
         "response_json": json.dumps(response, indent=2, ensure_ascii=False) if response else "",
         "existing_id": existing_id,
         "existing_local": existing_local,
+        "advice": services.failure_advice(conversation),
+        "unknown_reason": services.unknown_reason(conversation),
         "can_retry": conversation.status == Status.FAILED
         and not (services.may_exist(conversation) and services.natural_key(conversation) is None),
         "can_check": services.can_check_with_provider(conversation),
@@ -360,10 +366,18 @@ def conversation_retry(request: HttpRequest, pk: int) -> HttpResponse:
             f"{result.get_status_display().lower()} and nothing was sent again.",
         )
     url = reverse("conversation_detail", args=[result.pk])
-    messages.success(
-        request,
-        f"Retried as record {result.pk} (retry of {conversation.pk}): {result.get_status_display().lower()}.",
-    )
+    if result.status == Status.CREATED:
+        messages.success(request, f"Retried as record {result.pk} (retry of {conversation.pk}): created.")
+    elif result.status == Status.FAILED:
+        messages.error(
+            request,
+            f"The retry failed too: record {result.pk} (retry of {conversation.pk}) was not created. "
+            "Its error is below.",
+        )
+    else:
+        messages.warning(
+            request, f"Retried as record {result.pk} (retry of {conversation.pk}): still pending."
+        )
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 

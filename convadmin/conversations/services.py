@@ -50,6 +50,8 @@ NATURAL_KEYS = {
 }
 #: Body fields a "duplicate as new" must not copy: generated, or unique at the provider.
 NOT_DUPLICATED = {"mixin": ("conversation_id",), "twilio": ("UniqueName",)}
+#: Body fields ``prepare`` generates afresh each time when the body has none (compared as the first record's).
+GENERATED = {"mixin": ("random_id",)}
 #: Body fields whose default comes from a credential setting (shown as placeholders, dropped when equal).
 SETTING_DEFAULTS = {"highlevel": {"locationId": "location_id"}, "msgraph": {"groupId": "group_id"}}
 
@@ -63,6 +65,26 @@ class ValidationFailed(Exception):
     def __init__(self, errors: dict[str, list[str]]):
         self.errors = errors
         super().__init__("; ".join(f"{path}: {' '.join(messages)}" for path, messages in errors.items()))
+
+
+class KeyReused(ValidationFailed):
+    """The create key already made a record from a different body (or credential); nothing was sent.
+
+    ``existing`` is that record. The same key with the same body is a double submit instead: it
+    returns the first record.
+    """
+
+    def __init__(self, existing: Conversation):
+        self.existing = existing
+        super().__init__(
+            {
+                "idempotency_key": [
+                    f"This create key was already used for record {existing.pk} "
+                    f"({existing.get_status_display().lower()}), with a different body or credential. "
+                    "Nothing was sent: use a new key to create another conversation."
+                ]
+            }
+        )
 
 
 class ActionRefused(Exception):
@@ -123,6 +145,74 @@ def may_exist(conversation: Conversation) -> bool:
         or (conversation.error_status or 0) >= 500
         or conversation.error_code in ("timeout", "transport_error", "internal_error")
     )
+
+
+#: Error codes (as stored) that mean "too many requests"; Mixin says 429 in the body of an HTTP 202.
+RATE_LIMIT_CODES = {"429", "20429", "rate_limited", "daily_limit", "TooManyRequests"}
+UNREADABLE_CODES = {"malformed", "bad_reply", "bad_response", "no_id"}
+UNREACHABLE_CODES = {"connect_error", "connect_timeout"}
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What to do after a failed create: ``kind`` is wait, check, unreachable, credential or fix."""
+
+    kind: str
+    text: str
+    wait_seconds: int | None = None
+
+
+def unknown_reason(conversation: Conversation) -> str:
+    """Why the outcome is unclear, in words that match what happened (not always a timeout)."""
+    label = conversation.provider_label
+    status = conversation.error_status or 0
+    if conversation.error_code == "timeout":
+        return f"{label} did not answer in time"
+    if conversation.error_code == "transport_error":
+        return f"The connection to {label} broke during the call"
+    if conversation.error_code == "internal_error":
+        return "Something went wrong on our side during the call"
+    if status >= 500:
+        return f"{label} answered with a server error (HTTP {status})"
+    return f"{label} sent a reply that could not be read"
+
+
+def failure_advice(conversation: Conversation) -> Advice | None:
+    """The next step after a failed create, by the kind of failure (None unless it failed)."""
+    if conversation.status != Status.FAILED:
+        return None
+    label = conversation.provider_label
+    code = conversation.error_code
+    response = conversation.response_body if isinstance(conversation.response_body, dict) else {}
+    if conversation.error_status == 429 or code in RATE_LIMIT_CODES:
+        wait = response.get("retry_after")
+        seconds = max(1, round(wait)) if isinstance(wait, int | float) else None
+        when = f"{seconds} second{'s' if seconds != 1 else ''}" if seconds else "a minute"
+        return Advice(
+            "wait",
+            f"{label} is limiting requests and created nothing. Wait {when}, then create again.",
+            seconds,
+        )
+    if may_exist(conversation) or code in UNREADABLE_CODES:
+        reason = unknown_reason(conversation)
+        if natural_key(conversation) is None:
+            step = f"Do not send it again until you have checked in the {label} console whether it exists."
+        else:
+            step = "Do not send it again yet: open the record and use “Check with provider” first."
+        return Advice("check", f"{reason}: it may or may not have created the conversation. {step}")
+    if code in UNREACHABLE_CODES:
+        return Advice(
+            "unreachable",
+            f"Nothing reached {label}, so nothing was created. Try again in a moment; if it keeps "
+            "failing, ask an administrator to check the credential's address.",
+        )
+    if conversation.error_status == 401 or code == "secret_unreadable":
+        return Advice(
+            "credential",
+            f"{label} did not accept the credential “{conversation.credential.label}”: ask an administrator "
+            "to check it, then create again.",
+        )
+    return Advice("fix", "Fix what the message says in the fields above, then create again.")
 
 
 def can_check_with_provider(conversation: Conversation) -> bool:
@@ -214,7 +304,9 @@ def do_create_conversation(
 
     Raises :class:`ValidationFailed` (nothing saved, nothing sent). A provider refusal is not an
     exception: the record comes back ``failed`` with the provider's message, code and status. A
-    repeated ``idempotency_key`` returns the first record without calling the provider again.
+    repeated ``idempotency_key`` with the same body returns the first record without calling the
+    provider again (its ``replayed`` attribute is then True); with another body it raises
+    :class:`KeyReused`.
     """
     errors = validate_body(body, credential)
     if errors:
@@ -224,7 +316,7 @@ def do_create_conversation(
     if idempotency_key:
         existing = Conversation.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
-            return existing
+            return _replayed(existing, body, credential)
     summary = module.summarize(prepared)
     try:
         with transaction.atomic(durable=True):
@@ -262,8 +354,37 @@ def do_create_conversation(
         )
         if existing is None:
             raise
-        return existing  # the same form submitted twice at once: the other request made the call
+        return _replayed(
+            existing, body, credential
+        )  # submitted twice at once: the other request made the call
     return _call_create(conversation, credential, acting_user=acting_user, ip=ip)
+
+
+def same_request(existing: Conversation, body: Mapping[str, Any], credential: Credential) -> bool:
+    """Would ``body`` with ``credential`` send what ``existing`` sent? (values ``prepare`` generates are
+    taken from ``existing``, so a double submit of a Mixin group without an id still matches)."""
+    if existing.credential_id != credential.pk or not isinstance(existing.request_body, dict):
+        return False
+    module = providers.get(credential.provider)
+    body = dict(body)
+    for key in GENERATED.get(credential.provider, ()):
+        if not body.get(key) and existing.request_body.get(key):
+            body[key] = existing.request_body[key]
+    return module.prepare(body, public_credential(credential)) == existing.request_body
+
+
+def _replayed(existing: Conversation, body: Mapping[str, Any], credential: Credential) -> Conversation:
+    if not same_request(existing, body, credential):
+        raise KeyReused(existing)
+    existing.replayed = True  # type: ignore[attr-defined]
+    return existing
+
+
+def is_empty(body: Mapping[str, Any], credential: Credential) -> bool:
+    """A valid body that names nothing: no name and no participant (Twilio allows it; people rarely mean it)."""
+    module = providers.get(credential.provider)
+    summary = module.summarize(module.prepare(body, public_credential(credential)))
+    return not summary.name and not summary.participants
 
 
 def _call_create(
@@ -367,6 +488,8 @@ def _save_outcome(
         response: dict[str, Any] = {}
         if error.existing_id:
             response["existing_conversation_id"] = error.existing_id
+        if error.retry_after is not None:
+            response["retry_after"] = error.retry_after
         if lookup:
             response["lookup"] = lookup
         conversation.response_body = response

@@ -1,8 +1,10 @@
 """The create side: dashboard and the new-conversation builder (provider → credential → fields → rows).
 
 One view serves the builder (the pattern of django-htmx-patterns): a POST carrying ``_validate_field``,
-``_add_row``, ``_remove_row`` or ``_preview`` is that small action; any other POST creates. htmx gets
-fragments (partials of ``conversations/new.html``); without JavaScript every action re-renders the page.
+``_add_row``, ``_remove_row``, ``_preview`` or ``_another`` is that small action; any other POST creates.
+htmx gets fragments (partials of ``conversations/new.html``); without JavaScript every action re-renders
+the page. The create key in the form is spent by a success: the same body again is a double submit (the
+first record comes back), another body is refused until "Create another like this" gives a fresh key.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class Page:
     preview: services.Preview | None = None
     preview_error: str = ""
     result: Conversation | None = None
+    refused: Conversation | None = None
+    confirm_empty: bool = False
 
     @property
     def module(self) -> Any:
@@ -283,6 +287,8 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
         return _render(request, page, "step2")
     if "_preview" in data:
         return _preview(request, page, fields, rows)
+    if "_another" in data:
+        return _another(request, page, fields, rows)
     return _submit(request, page, fields, rows)
 
 
@@ -314,16 +320,10 @@ def _duplicate(request: HttpRequest, source: str) -> HttpResponse:
     original = get_object_or_404(Conversation.objects.select_related("credential"), pk=source)
     page = _choose(original.provider, None if original.credential.disabled else str(original.credential_id))
     fields, rows = page.module.fields_from_body(original.request_body or {})
-    cleared = [name for name in services.NOT_DUPLICATED.get(page.provider, ()) if fields.pop(name, "")]
     for name, setting in services.SETTING_DEFAULTS.get(page.provider, {}).items():
         if page.credential and fields.get(name) == page.credential.settings.get(setting):
             fields.pop(name)  # the credential's default: leave the input empty so it follows the credential
-    labels = {spec.name: spec.label for spec in page.module.BODY_FIELDS}
-    page.notice = f"Copied from conversation {original.pk}." + (
-        f" Cleared, as each conversation needs its own: {', '.join(labels.get(n, n) for n in cleared)}."
-        if cleared
-        else ""
-    )
+    page.notice = f"Copied from conversation {original.pk}." + _clear_unique(page, fields)
     if page.credential is None:
         page.notice += " Its credential is disabled: choose another one."
         return _render(request, page, "builder")
@@ -332,6 +332,15 @@ def _duplicate(request: HttpRequest, source: str) -> HttpResponse:
         rows = [{}]
     _build_forms(page, fields, rows, bound=False)
     return _render(request, page, "builder")
+
+
+def _clear_unique(page: Page, fields: dict[str, str]) -> str:
+    """Empty the fields no two conversations may share; a sentence naming them (or "")."""
+    cleared = [name for name in services.NOT_DUPLICATED.get(page.provider, ()) if fields.pop(name, "")]
+    labels = {spec.name: spec.label for spec in page.module.BODY_FIELDS}
+    if not cleared:
+        return ""
+    return f" Cleared, as each conversation needs its own: {', '.join(labels.get(n, n) for n in cleared)}."
 
 
 # --- small actions ------------------------------------------------------------------------------
@@ -363,7 +372,34 @@ def _validate_field(request: HttpRequest, page: Page, name: str) -> HttpResponse
         return HttpResponseBadRequest("Unknown field.")
     target = _container(name, errors.get(names[name], []))
     cleared = [_container(html, []) for html, path in names.items() if html != name and not errors.get(path)]
-    return render(request, f"{TEMPLATE}#validation", {"target": target, "cleared": cleared})
+    context: dict[str, Any] = {"target": target, "cleared": cleared}
+    if "_summary" in data:  # the page shows the whole-form summary: keep it in step with the fields
+        _check_as_shown(page, data)
+        context = page.context(request, **context, summary_refresh=True)
+    return render(request, f"{TEMPLATE}#validation", context)
+
+
+def _check_as_shown(page: Page, data: QueryDict) -> None:
+    """Bind and validate the whole form as posted; rows keep their indices (the page has gaps after a
+    removal until its next full render), so the summary's links still reach their inputs."""
+    module = page.module
+    fields, _ = _posted(page, data)
+    page.body_form = builder.body_form_class(page.provider)(data=fields, use_required_attribute=False)
+    page.body_form.is_valid()
+    page.body_fields = builder.wire(page.body_form, module.BODY_FIELDS, page.url())
+    present = builder.present_rows(data, module.PARTICIPANT_FIELDS)
+    form_class = builder.participant_form_class(page.provider)
+    page.rows = []
+    for number, (index, values) in enumerate(present, 1):
+        prefix = f"{builder.PREFIX}-{index}"
+        form = form_class(
+            data={f"{prefix}-{k}": v for k, v in values.items()}, prefix=prefix, use_required_attribute=False
+        )
+        form.is_valid()
+        page.rows.append(Row(index, number, form, builder.wire(form, module.PARTICIPANT_FIELDS, page.url())))
+    body, row_of = _body(page, fields, [values for _, values in present])
+    assert page.credential is not None
+    _apply_errors(page, services.validate_body(body, page.credential), row_of)
 
 
 def _container(html_name: str, errors: list[str]) -> dict[str, Any]:
@@ -395,10 +431,12 @@ def _add_row(request: HttpRequest, page: Page) -> HttpResponse:
 
 
 def _remove_row(request: HttpRequest, page: Page) -> HttpResponse:
-    """htmx deletes the row itself; the answer re-enables the add button and moves focus to it."""
+    """htmx deletes the row itself; the answer re-enables the add button, moves focus to it and
+    renumbers the rows left (1, 2, 3 — not 1, 3, 4)."""
     present = [i for i, _ in builder.present_rows(request.POST, page.module.PARTICIPANT_FIELDS)]
-    count = len([i for i in present if str(i) != request.POST.get("_remove_row")])
-    context = page.context(request, at_cap=count >= page.module.MAX_PARTICIPANTS, focus_add=True)
+    left = [i for i in present if str(i) != request.POST.get("_remove_row")]
+    page.rows = [Row(index=i, number=n, form=forms.Form(), fields=[]) for n, i in enumerate(left, 1)]
+    context = page.context(request, at_cap=len(left) >= page.module.MAX_PARTICIPANTS, focus_add=True)
     return render(request, f"{TEMPLATE}#row_removed", context)
 
 
@@ -418,7 +456,24 @@ def _preview(
         return response
     except services.CallFailed as exc:
         page.preview_error = str(exc)
-    return _render(request, page, "preview" if request.htmx else None)
+    # A valid form: the summary and boxes of an earlier attempt go (htmx swaps only the preview).
+    return _render(request, page, "preview" if request.htmx else None, summary_refresh=bool(request.htmx))
+
+
+def _another(
+    request: HttpRequest, page: Page, fields: dict[str, str], rows: list[dict[str, str]]
+) -> HttpResponse:
+    """ "Create another like this": the same fields (less those each conversation needs its own) under a
+    fresh create key, so the next Create sends a new conversation."""
+    page.idempotency_key = str(uuid.uuid4())
+    page.notice = "A new conversation with the same fields: change what differs, then create." + (
+        _clear_unique(page, fields)
+    )
+    rows = [values for values in rows if not builder.is_blank(values)]
+    if not rows and page.has_participants:
+        rows = [{}]
+    _build_forms(page, fields, rows, bound=False)
+    return _render(request, page, "step2")
 
 
 def _submit(
@@ -426,6 +481,13 @@ def _submit(
 ) -> HttpResponse:
     body, row_of = _body(page, fields, rows)
     assert page.credential is not None
+    if (
+        "_confirm_empty" not in request.POST
+        and not services.validate_body(body, page.credential)
+        and services.is_empty(body, page.credential)
+    ):
+        page.confirm_empty = True  # allowed by the provider, but rarely meant: ask first, send nothing
+        return _render(request, page, "step2")
     try:
         conversation = services.do_create_conversation(
             body,
@@ -434,6 +496,9 @@ def _submit(
             idempotency_key=page.idempotency_key,
             ip=client_ip(request),
         )
+    except services.KeyReused as exc:
+        page.refused = exc.existing
+        return _render(request, page, "step2")
     except services.ValidationFailed as exc:
         _apply_errors(page, exc.errors, row_of)
         return _render(request, page, "step2")
@@ -465,6 +530,7 @@ def _result_context(conversation: Conversation) -> dict[str, Any]:
         else None
     )
     return {
+        "advice": services.failure_advice(conversation),
         "lookup": response.get("lookup") if isinstance(response.get("lookup"), dict) else None,
         "existing_id": existing_id,
         "existing_record": existing,

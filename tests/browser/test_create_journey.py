@@ -7,7 +7,8 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import log_in, screenshot
+from convadmin.conversations.models import Conversation
+from tests.browser.conftest import DEMO_PASSWORD, log_in, screenshot, start_conversation
 from tests.factories import UserFactory
 
 PASSWORD = "correct horse battery"  # UserFactory's
@@ -118,4 +119,118 @@ def test_admin_adds_a_credential_and_support_creates_a_three_participant_convers
     for identity in ("agent-ann", "+15558675310", "customer-42"):
         expect(page.get_by_text(identity).first).to_be_visible()
     assert token not in page.content()
+    assert page.console_errors == []
+
+
+# --- issue #10: after a create, the summary, Enter, an empty create, row numbers -------------------
+
+
+def _create(page):
+    page.get_by_role("button", name="Create conversation").click()
+    result = page.locator("#result-panel")
+    expect(result).to_be_visible()
+    expect(page.locator("#create-status")).to_have_css("opacity", "0")
+    return result
+
+
+def test_a_changed_form_after_a_create_is_refused_until_create_another(page, demo):
+    log_in(page, "demo-support", DEMO_PASSWORD)
+    start_conversation(page, "twilio")
+    page.get_by_label("Friendly name").fill("Journey A")
+    page.locator("#participant-0").get_by_label("Chat identity").fill("ann")
+    result = _create(page)
+    expect(result).to_contain_text("Conversation created")
+    a = Conversation.objects.get(name="Journey A")
+
+    # Edit name and participant, press Create again: refused, naming A's record; B is not sent.
+    page.get_by_label("Friendly name").fill("Journey B")
+    page.locator("#participant-0").get_by_label("Chat identity").fill("bob")
+    result = _create(page)
+    expect(result).to_contain_text("Not sent: this form already created a conversation")
+    expect(result.get_by_role("link", name=f"record {a.pk}")).to_be_visible()
+    expect(result).not_to_contain_text("Conversation created")
+    assert not Conversation.objects.filter(name="Journey B").exists()
+    screenshot(page, "create-key-refused")
+
+    # "Create another like this" keeps the edited fields under a new key; Create then sends B.
+    result.get_by_role("button", name="Create another like this").click()
+    expect(page.locator("#form-notice")).to_contain_text("A new conversation with the same fields")
+    expect(page.get_by_label("Friendly name")).to_have_value("Journey B")
+    expect(page.locator("#participant-0").get_by_label("Chat identity")).to_have_value("bob")
+    result = _create(page)
+    expect(result).to_contain_text("Conversation created")
+    b = Conversation.objects.get(name="Journey B")
+    assert b.pk != a.pk and b.participants == ["bob"]
+    assert Conversation.objects.filter(name="Journey A").count() == 1
+
+    # "Create another" starts from empty fields.
+    result.get_by_role("link", name="Create another").click()
+    expect(page.get_by_label("Friendly name")).to_have_value("")
+    assert page.console_errors == []
+
+
+def test_the_error_summary_follows_the_fields_and_goes_after_a_good_preview(page, demo):
+    log_in(page, "demo-support", DEMO_PASSWORD)
+    start_conversation(page, "twilio")
+    page.get_by_label("Friendly name").fill("Timers")
+    page.get_by_label("Inactive after").fill("PT5S")
+    page.get_by_label("Messaging Service SID").fill("nope")
+    page.locator("#participant-0").get_by_label("Chat identity").fill("ann")
+    page.get_by_role("button", name="Create conversation").click()
+    summary = page.locator("#error-summary")
+    expect(summary).to_contain_text("Fix these 3 problems before sending")
+
+    page.get_by_label("Inactive after").fill("PT1H")
+    page.get_by_label("Inactive after").press("Tab")
+    expect(summary).to_contain_text("Fix these 2 problems before sending")
+    expect(summary).not_to_contain_text("Inactive after")
+    page.get_by_label("State").select_option("active")
+    expect(summary).to_contain_text("Fix this problem before sending")
+    page.get_by_label("Messaging Service SID").fill("")
+    page.get_by_label("Messaging Service SID").press("Tab")
+    expect(summary).to_have_count(0)
+
+    page.get_by_role("button", name="Preview request").click()
+    expect(page.locator("#preview-request")).to_be_visible()
+    expect(page.locator("#error-summary")).to_have_count(0)
+    assert not Conversation.objects.filter(name="Timers").exists()
+    assert page.console_errors == []
+
+
+def test_enter_previews_and_an_empty_twilio_create_asks_first(page, demo):
+    log_in(page, "demo-support", DEMO_PASSWORD)
+    before = Conversation.objects.count()
+    start_conversation(page, "twilio")
+    page.get_by_label("Friendly name").fill("Enter pressed")
+    page.get_by_label("Friendly name").press("Enter")
+    expect(page.locator("#preview-request")).to_contain_text("FriendlyName=Enter%20pressed")
+    expect(page.locator("#result-panel")).to_have_count(0)
+    page.locator("#participant-0").get_by_label("Chat identity").fill("ann")
+    page.locator("#participant-0").get_by_label("Chat identity").press("Enter")
+    expect(page.locator("#preview-request")).to_contain_text("ann")
+    assert Conversation.objects.count() == before
+
+    # Rows renumber after a removal: 1, 2, 3 — not 1, 3, 4.
+    for count in (2, 3, 4):
+        page.get_by_role("button", name="Add participant").click()
+        expect(page.locator(".participant-row")).to_have_count(count)
+    page.get_by_role("button", name="Remove participant 2").click()
+    expect(page.locator(".participant-row")).to_have_count(3)
+    expect(page.locator(".participant-row legend")).to_have_text(
+        ["Participant 1", "Participant 2", "Participant 3"]
+    )
+    expect(page.get_by_role("button", name="Remove participant 3")).to_be_visible()
+
+    # An empty conversation (no name, no participant) is allowed by Twilio, but asked for first.
+    for count, remove in enumerate(("Remove participant 3", "Remove participant 2", "Remove participant 1")):
+        page.get_by_role("button", name=remove).click()
+        expect(page.locator(".participant-row")).to_have_count(2 - count)
+    page.get_by_label("Friendly name").fill("")
+    result = _create(page)
+    expect(result).to_contain_text("Create a conversation with no name and no participants?")
+    assert Conversation.objects.count() == before
+    screenshot(page, "empty-create-confirm")
+    result.get_by_role("button", name="Create the empty conversation").click()
+    expect(page.locator("#result-panel")).to_contain_text("Conversation created")
+    assert Conversation.objects.count() == before + 1
     assert page.console_errors == []

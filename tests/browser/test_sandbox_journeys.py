@@ -132,7 +132,7 @@ def test_a_timeout_is_said_plainly_and_the_record_stays_consistent(support_page,
     result.get_by_role("link", name=f"record {unknown.pk}").click()
     expect(page.get_by_role("heading", name="slow escalation")).to_be_visible()
     expect(page.locator(".page-head")).to_contain_text("Outcome unknown")
-    expect(page.get_by_text("The provider did not answer in time")).to_be_visible()
+    expect(page.get_by_text("Twilio Conversations did not answer in time")).to_be_visible()
     # It may exist at Twilio and cannot be looked up: no Retry is offered, the page says to check there.
     expect(page.get_by_role("button", name="Retry")).to_have_count(0)
     expect(page.get_by_text("check at the provider directly").first).to_be_visible()
@@ -175,4 +175,52 @@ def test_list_to_detail_to_refresh_from_provider(support_page):
     expect(page.get_by_text("Still pending.")).to_have_count(0)
     pending.refresh_from_db()
     assert (pending.status, pending.external_id[:2]) == ("created", "CH")
+    assert page.console_errors == []
+
+
+def test_the_advice_follows_the_kind_of_failure(support_page):
+    page = support_page
+
+    # 429: wait as long as the provider says (the sandbox sends Retry-After: 2); nothing to fix.
+    start_conversation(page, "msgraph")
+    page.get_by_label("Topic").fill("rate-limit check")
+    page.get_by_label("First message").fill("Hello.")
+    page.locator("#participant-0").get_by_label("E-mail address").fill("adele@contoso.test")
+    result = create(page)
+    expect(result).to_contain_text("Microsoft Graph asks you to wait")
+    expect(result.locator(".advice")).to_contain_text("Wait 2 seconds, then create again.")
+    expect(result).not_to_contain_text("Fix what the message says")
+
+    # 500: it may exist, so check with the provider first; and it is not called a timeout.
+    start_conversation(page, "msgraph")
+    page.get_by_label("Topic").fill("fail-500 review")
+    page.get_by_label("First message").fill("Hello.")
+    page.locator("#participant-0").get_by_label("E-mail address").fill("adele@contoso.test")
+    result = create(page)
+    expect(result).to_contain_text("No clear answer from Microsoft Graph")
+    expect(result.locator(".advice")).to_contain_text("answered with a server error (HTTP 500)")
+    expect(result).not_to_contain_text("Fix what the message says")
+    screenshot(page, "graph-500-advice")
+    failed = Conversation.objects.get(name="fail-500 review")
+    result.get_by_role("link", name=f"record {failed.pk}").click()
+    expect(page.get_by_role("heading", name="fail-500 review")).to_be_visible()
+    expect(page.locator("#record")).to_contain_text("answered with a server error (HTTP 500)")
+    expect(page.locator("#record")).not_to_contain_text("did not answer in time")
+    assert page.console_errors == []
+
+
+def test_a_failed_retry_is_shown_as_a_failure(support_page):
+    page = support_page
+    start_conversation(page, "twilio")
+    page.get_by_label("Unique name").fill("order-1001")  # the demo data holds it already: 409
+    page.locator("#participant-0").get_by_label("Chat identity").fill("qa-agent")
+    result = create(page)
+    expect(result).to_contain_text("Fix what the message says")
+    first = Conversation.objects.get(request_body__UniqueName="order-1001", status="failed")
+    result.get_by_role("link", name=f"record {first.pk}").click()
+    page.get_by_role("button", name="Retry").click()
+    banner = page.locator(".messages li")
+    expect(banner).to_contain_text("The retry failed too")
+    expect(banner).to_have_class("msg-error")
+    expect(page.locator(".messages .msg-success")).to_have_count(0)
     assert page.console_errors == []

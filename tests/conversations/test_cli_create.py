@@ -229,3 +229,43 @@ def test_it_runs_with_only_the_three_environment_variables(tmp_path):
         "external_id": None,
         "errors": {"label": ["No credential is labelled 'nobody'."]},
     }
+
+
+def test_a_repeated_key_with_the_same_body_prints_the_first_record_and_sends_nothing(body_file, respx_mock):
+    twilio_credential(label="tw")
+    route = respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        201, json=twilio_conversation()
+    )
+    path = body_file({"FriendlyName": "Order 123"})
+    first = run("tw", "--file", path, "--key", "order-123")
+    again = run("tw", "--file", path, "--key", "order-123")
+    assert first == again and first[0] == 0
+    assert route.call_count == 1
+    assert Conversation.objects.count() == 1
+
+
+def test_a_repeated_key_with_another_body_is_refused_naming_the_record(body_file, respx_mock):
+    twilio_credential(label="tw")
+    route = respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        201, json=twilio_conversation()
+    )
+    code, output = run("tw", "--file", body_file({"FriendlyName": "A"}), "--key", "batch-7")
+    first = Conversation.objects.get()
+    assert code == 0
+    code, output = run("tw", "--file", body_file({"FriendlyName": "B"}), "--key", "batch-7")
+    assert code == 2
+    assert output["id"] is None and output["status"] == "invalid"
+    assert list(output["errors"]) == ["key"]
+    assert f"already used for record {first.pk} (created)" in output["errors"]["key"][0]
+    assert route.call_count == 1
+    assert Conversation.objects.count() == 1
+
+
+def test_a_uuid_key_is_stored_as_given_and_an_empty_key_is_refused(body_file, respx_mock):
+    twilio_credential(label="tw")
+    respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(201, json=twilio_conversation())
+    key = "6b0d6f2e-0a51-4c8e-9b7a-2f1e3d4c5b6a"
+    assert run("tw", "--file", body_file({"FriendlyName": "A"}), "--key", key)[0] == 0
+    assert str(Conversation.objects.get().idempotency_key) == key
+    code, output = run("tw", "--file", body_file({"FriendlyName": "A"}), "--key", " ")
+    assert code == 2 and "key" in output["errors"]

@@ -299,7 +299,7 @@ def test_whole_form_errors_land_on_the_participant_row_that_caused_them(
     assert re.search(r'name="participants-1-identity"[^>]*aria-invalid="true"', page)  # renumbered: no gap
     assert "already given for another participant" in page
     assert re.search(r'name="State"[^>]*aria-invalid="true"', page)
-    assert "Set State when a timer is set" in page
+    assert "Choose a State when a timer is set" in page
     assert 'id="error-summary"' in page and 'href="#id_participants-1-identity"' in page
     assert Conversation.objects.count() == 0
     assert not respx_mock.calls
@@ -562,3 +562,211 @@ def test_the_dashboard_leads_to_a_new_conversation_and_to_each_record(support_cl
     assert 'class="button primary" href="/conversations/new/"' not in text(
         auditor_client.get("/conversations/dashboard/")
     )
+
+
+# --- after a create: the key is spent (issue #10, item 2) -----------------------------------------
+
+
+def test_a_changed_form_after_a_success_is_refused_naming_the_record(
+    support_client, htmx_headers, twilio_cred, respx_mock
+):
+    route = respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        201, json=twilio_conversation()
+    )
+    key = str(uuid.uuid4())
+    first = text(
+        support_client.post(URL, form_data(twilio_cred, {"FriendlyName": "A"}, key=key), headers=htmx_headers)
+    )
+    created = Conversation.objects.get()
+    assert "Conversation created" in first
+    assert re.search(r'name="idempotency_key" value="([^"]+)"', first).group(1) == key
+    changed = form_data(twilio_cred, {"FriendlyName": "B"}, rows=[(0, {"identity": "bob"})], key=key)
+    page = text(support_client.post(URL, changed, headers=htmx_headers))
+    assert "Conversation created" not in page
+    assert "Not sent: this form already created a conversation" in page
+    assert f'href="/conversations/{created.pk}/">record {created.pk}</a>' in page
+    assert "Create another like this" in page
+    assert route.call_count == 1 and Conversation.objects.count() == 1
+
+
+def test_the_same_form_again_after_a_success_says_nothing_was_sent_again(
+    support_client, htmx_headers, twilio_cred, respx_mock
+):
+    route = respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        201, json=twilio_conversation()
+    )
+    data = form_data(twilio_cred, {"FriendlyName": "A"})
+    support_client.post(URL, data, headers=htmx_headers)
+    page = text(support_client.post(URL, data, headers=htmx_headers))
+    assert "Conversation created" in page and "nothing was sent again" in page
+    assert route.call_count == 1
+
+
+def test_create_another_like_this_keeps_the_fields_with_a_fresh_key(
+    support_client, htmx_headers, twilio_cred, respx_mock
+):
+    route = respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        201, json=twilio_conversation()
+    )
+    respx_mock.get(f"{TWILIO}/v1/Conversations/{CH}").respond(200, json=twilio_conversation())
+    respx_mock.get(f"{TWILIO}/v1/Conversations/{CH}/Participants").respond(200, json=twilio_members("alice"))
+    key = str(uuid.uuid4())
+    fields = {"FriendlyName": "A", "UniqueName": "order-a"}
+    rows = [(0, {"identity": "alice"})]
+    support_client.post(URL, form_data(twilio_cred, fields, rows=rows, key=key), headers=htmx_headers)
+    page = text(
+        support_client.post(
+            URL, form_data(twilio_cred, fields, rows=rows, key=key, _another="1"), headers=htmx_headers
+        )
+    )
+    new_key = re.search(r'name="idempotency_key" value="([^"]+)"', page).group(1)
+    assert new_key != key
+    assert 'value="A"' in page and 'value="alice"' in page
+    assert (
+        'value="order-a"' not in page and "Cleared, as each conversation needs its own: Unique name" in page
+    )
+    assert "Conversation created" not in page
+    data = form_data(twilio_cred, {"FriendlyName": "B"}, rows=rows, key=new_key)
+    assert "Conversation created" in text(support_client.post(URL, data, headers=htmx_headers))
+    assert route.call_count == 2 and Conversation.objects.count() == 2
+
+
+def test_the_success_panel_offers_both_ways_to_create_another(
+    support_client, htmx_headers, twilio_cred, respx_mock
+):
+    respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(201, json=twilio_conversation())
+    page = text(support_client.post(URL, form_data(twilio_cred, {"FriendlyName": "A"}), headers=htmx_headers))
+    assert ">Create another</a>" in page
+    assert 'name="_another"' in page and "Create another like this" in page
+
+
+def test_a_mixin_group_double_submit_without_an_id_still_creates_one(
+    support_client, htmx_headers, respx_mock
+):
+    credential = mixin_credential()
+    route = respx_mock.post(f"{MIXIN}/conversations").respond(200, json=mixin_conversation())
+    data = form_data(
+        credential, {"category": "GROUP", "name": "Team"}, rows=[(0, {"user_id": MIXIN_USER, "role": ""})]
+    )
+    support_client.post(URL, data, headers=htmx_headers)
+    page = text(support_client.post(URL, data, headers=htmx_headers))
+    assert "Conversation created" in page and "Not sent" not in page
+    assert route.call_count == 1
+
+
+# --- empty Twilio create, Enter (item 8) --------------------------------------------------------
+
+
+def test_an_empty_twilio_form_asks_before_sending(support_client, htmx_headers, twilio_cred, respx_mock):
+    route = respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        201, json=twilio_conversation()
+    )
+    data = form_data(twilio_cred, rows=[(0, {"identity": ""})])
+    page = text(support_client.post(URL, data, headers=htmx_headers))
+    assert "Create a conversation with no name and no participants?" in page
+    assert not route.called and Conversation.objects.count() == 0
+    page = text(support_client.post(URL, {**data, "_confirm_empty": "1"}, headers=htmx_headers))
+    assert "Conversation created" in page
+    assert route.call_count == 1
+
+
+def test_enter_in_a_field_previews_rather_than_creates(support_client, twilio_cred):
+    page = text(support_client.get(f"{URL}?provider=twilio&credential={twilio_cred.pk}"))
+    form = page[page.index('<form id="conversation-form"') :]
+    first_button = re.search(r"<button[^>]*>", form).group(0)  # the one Enter presses
+    assert 'name="_preview"' in first_button and 'hx-target="#preview"' in first_button
+
+
+# --- the summary follows the fields (item 7), legends renumber (item 10) --------------------------
+
+
+def test_the_error_summary_follows_the_fields_as_they_are_fixed(
+    support_client, htmx_headers, twilio_cred, respx_mock
+):
+    bad = {"Timers.Inactive": "PT5S", "MessagingServiceSid": "nope"}
+    page = text(support_client.post(URL, form_data(twilio_cred, bad), headers=htmx_headers))
+    assert "Fix these 3 problems" in page and 'name="_summary"' in page
+    # The user fixes the timer; the box (sent back out of band) loses that line.
+    fixed_one = {"Timers.Inactive": "PT1H", "MessagingServiceSid": "nope", "State": "active"}
+    data = form_data(twilio_cred, fixed_one, _validate_field="Timers.Inactive", _summary="1")
+    fragment = text(support_client.post(URL, data, headers=htmx_headers))
+    assert 'id="error-summary-box" hx-swap-oob="true"' in fragment
+    assert "Fix this problem before sending" in fragment and "Messaging Service SID" in fragment
+    assert "data-autofocus" not in fragment  # never steals focus from the field being typed in
+    # Every field fixed: the box empties.
+    good = {"FriendlyName": "ok"}
+    fragment = text(
+        support_client.post(
+            URL,
+            form_data(twilio_cred, good, _validate_field="FriendlyName", _summary="1"),
+            headers=htmx_headers,
+        )
+    )
+    assert 'id="error-summary-box" hx-swap-oob="true">' in fragment and "Fix " not in fragment
+
+
+def test_a_successful_preview_clears_the_summary(support_client, htmx_headers, twilio_cred):
+    data = form_data(twilio_cred, {"FriendlyName": "ok"}, _preview="1")
+    fragment = text(support_client.post(URL, data, headers=htmx_headers))
+    assert "Request preview" in fragment
+    assert 'id="error-summary-box" hx-swap-oob="true"' in fragment and "Fix " not in fragment
+    assert 'id="participants-errors" hx-swap-oob="true"' in fragment
+
+
+def test_without_a_summary_leaving_a_field_sends_only_its_errors(support_client, htmx_headers, twilio_cred):
+    data = form_data(twilio_cred, {"FriendlyName": "ok"}, _validate_field="FriendlyName")
+    assert "error-summary-box" not in text(support_client.post(URL, data, headers=htmx_headers))
+
+
+def test_removing_a_row_renumbers_the_legends_left(support_client, htmx_headers, twilio_cred):
+    rows = [(0, {"identity": "a"}), (1, {"identity": "b"}), (2, {"identity": "c"}), (3, {"identity": "d"})]
+    data = form_data(twilio_cred, rows=rows, _remove_row="1")
+    fragment = text(support_client.post(URL, data, headers=htmx_headers))
+    assert '<legend id="legend-0" hx-swap-oob="true">Participant 1</legend>' in fragment
+    assert '<legend id="legend-2" hx-swap-oob="true">Participant 2</legend>' in fragment
+    assert '<legend id="legend-3" hx-swap-oob="true">Participant 3</legend>' in fragment
+    assert 'id="remove-label-3" hx-swap-oob="true"> participant 3<' in fragment
+    assert "legend-1" not in fragment
+
+
+# --- advice by failure kind (item 5) ------------------------------------------------------------
+
+
+def test_a_rate_limit_says_to_wait_as_long_as_the_provider_asks(
+    support_client, htmx_headers, twilio_cred, respx_mock
+):
+    respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        429, json={"code": 20429, "message": "Too Many Requests", "status": 429}, headers={"Retry-After": "7"}
+    )
+    page = text(support_client.post(URL, form_data(twilio_cred, {"FriendlyName": "x"}), headers=htmx_headers))
+    assert "Wait 7 seconds, then create again" in page
+    assert "Fix what the message says" not in page
+
+
+def test_a_server_error_says_to_check_with_the_provider_not_to_fix_fields(
+    support_client, htmx_headers, twilio_cred, respx_mock
+):
+    respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        500, json={"code": 20500, "message": "Internal Server Error", "status": 500}
+    )
+    respx_mock.get(f"{TWILIO}/v1/Conversations/order-9").respond(
+        404, json={"code": 20404, "message": "Not found", "status": 404}
+    )
+    page = text(
+        support_client.post(URL, form_data(twilio_cred, {"UniqueName": "order-9"}), headers=htmx_headers)
+    )
+    assert "answered with a server error (HTTP 500)" in page
+    assert "“Check with provider” first" in page
+    assert "Fix what the message says" not in page and "did not answer in time" not in page
+
+
+def test_a_refusal_of_the_fields_still_says_to_fix_them(
+    support_client, htmx_headers, twilio_cred, respx_mock
+):
+    respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").mock(
+        return_value=twilio_error(50353, "Conversation with provided unique name already exists", 409)
+    )
+    page = text(
+        support_client.post(URL, form_data(twilio_cred, {"UniqueName": "order-1"}), headers=htmx_headers)
+    )
+    assert "Fix what the message says in the fields above" in page

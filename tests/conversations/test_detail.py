@@ -379,3 +379,67 @@ def test_no_retry_button_when_an_unknown_outcome_cannot_be_looked_up(support_cli
     assert "conversation_retry" not in page and f"/conversations/{unknown.pk}/retry/" not in page
     plain = failed()
     assert f"/conversations/{plain.pk}/retry/" in support_client.get(url(plain)).content.decode()
+
+
+# --- issue #10: wording and colour follow what happened -------------------------------------------
+
+
+def test_a_graph_server_error_is_not_called_a_timeout(support_client):
+    from tests.conversations.test_create_support import graph_credential
+
+    c = ConversationFactory(
+        credential=graph_credential(),
+        provider="msgraph",
+        status=Status.FAILED,
+        outcome_unknown=True,
+        external_id="",
+        error_message="Microsoft Graph answered HTTP 500: a server error.",
+        error_code="http_500",
+        error_status=500,
+        request_body={"topic": "Review", "threads": []},
+    )
+    body = support_client.get(url(c)).content.decode()
+    assert "Microsoft Graph answered with a server error (HTTP 500): it may or may not have created" in body
+    assert "did not answer in time" not in body
+
+
+def test_a_timeout_is_still_called_one(support_client):
+    c = failed(outcome_unknown=True, error_code="timeout", error_status=None)
+    assert "Twilio Conversations did not answer in time" in support_client.get(url(c)).content.decode()
+
+
+@respx.mock
+def test_a_failed_retry_is_said_in_red_not_as_a_success(support_client, htmx_headers):
+    original = failed()
+    respx.post(f"{API}/ConversationWithParticipants").respond(
+        400, json={"code": 50407, "message": "Invalid address", "status": 400}
+    )
+    response = support_client.post(url(original, "conversation_retry"), headers=htmx_headers)
+    attempt = Conversation.objects.get(retry_of=original)
+    assert attempt.status == Status.FAILED
+    page = support_client.get(response["HX-Redirect"]).content.decode()
+    assert f'<li class="msg-error">The retry failed too: record {attempt.pk}' in page
+    assert "msg-success" not in page
+
+
+@respx.mock
+def test_a_rate_limited_record_says_how_long_to_wait(support_client):
+    c = failed(
+        error_code="20429",
+        error_status=429,
+        error_message="Too Many Requests",
+        response_body={"retry_after": 30},
+    )
+    body = support_client.get(url(c)).content.decode()
+    assert "Wait 30 seconds, then create again" in body
+
+
+def test_participant_chips_show_the_distinguishing_end_and_the_whole_in_a_tooltip():
+    from convadmin.conversations.inspect import chip
+
+    one = chip("3f1c2a55-7b43-4c8e-9a61-2d0b5e8f9c10")
+    two = chip("3f1c2a55-7b43-4c8e-9a61-2d0b5e8f0000")
+    assert one != two
+    assert 'title="3f1c2a55-7b43-4c8e-9a61-2d0b5e8f9c10"' in one and ">3f1c2a55…5e8f9c10<" in one
+    assert chip("alice") == '<span class="chip" title="alice">alice</span> '
+    assert "&lt;b&gt;" in chip("<b>")

@@ -537,7 +537,7 @@ def test_it_accepts_a_group_mms():
 def test_it_requires_three_bound_participants_in_a_group_mms():
     errors = errors_of(with_participants(*GROUP[:2]))
     assert "at least 3" in errors["Participant"]
-    assert "proxy_address" in errors["Participant"]
+    assert "give each address a proxy address" in errors["Participant"]
 
 
 def test_it_rejects_a_non_us_number_in_a_group_mms():
@@ -1069,3 +1069,15 @@ def test_no_secret_reaches_an_exchange_or_the_log(
     for form in secret_forms(user, secret):
         assert form not in recorded
     assert "Participant" in http.exchanges[0].request_body  # the body itself is still readable
+
+
+def test_its_messages_use_the_labels_the_form_shows_not_parameter_names():
+    errors = errors_of({"State": "active", "Timers.Inactive": "PT5S", "Timers.Closed": "soon"})
+    assert errors["Timers.Inactive"] == "Inactive after must be at least 1 minute (PT1M)."
+    assert errors["Timers.Closed"].startswith("Closed after must be an ISO 8601 duration")
+    group = errors_of(
+        with_participants({"identity": "ann"}, {"messaging_binding": {"address": "+15558675310"}})
+    )
+    text = " ".join(group.values())
+    assert "projected address" in text
+    assert not any(name in text for name in ("projected_address", "proxy_address", "messaging_binding"))

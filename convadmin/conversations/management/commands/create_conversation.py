@@ -1,4 +1,9 @@
-"""``create_conversation LABEL --file BODY.json [--user USERNAME]`` (DESIGN.md §5: a stable contract).
+"""``create_conversation LABEL --file BODY.json [--user USERNAME] [--key KEY]`` (DESIGN.md §5).
+
+``--key`` is a create key, as the web form's: running the command again with the same key and the
+same body prints the first record again and sends nothing (a script that retries cannot create twice);
+the same key with another body (or credential) is refused with exit 2, ``errors`` ``{"key": [...]}``
+naming the record the key already made. Any text is a key; the same text is the same key.
 
 Prints one JSON object ``{"id", "status", "external_id", "errors"}`` on stdout and exits
 0 — created (``status`` "created", ``external_id`` the provider's id);
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +41,21 @@ class Command(BaseCommand):
             "--file", required=True, help="The request body as JSON, in the provider's own format."
         )
         parser.add_argument("--user", help="The acting user for the audit trail (default: the system user).")
+        parser.add_argument(
+            "--key",
+            help="A create key (any text, e.g. a UUID or order-1234): a repeat with the same body sends "
+            "nothing and prints the first record; with another body it is refused.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        code, output = self.run(options["label"], options["file"], options.get("user"))
+        code, output = self.run(options["label"], options["file"], options.get("user"), options.get("key"))
         self.stdout.write(json.dumps(output, ensure_ascii=False))
         if code:
             sys.exit(code)
 
-    def run(self, label: str, path: str, username: str | None) -> tuple[int, dict[str, Any]]:
+    def run(
+        self, label: str, path: str, username: str | None, key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
         try:
             body = json.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
@@ -58,11 +71,39 @@ class Command(BaseCommand):
                 return invalid({"user": [f"No user is called {username!r}."]})
         else:
             user = system_user()
+        if key is not None and not key.strip():
+            return invalid({"key": ["The create key is empty: give any text, e.g. a UUID."]})
         try:
-            conversation = services.do_create_conversation(body, credential=credential, acting_user=user)
+            conversation = services.do_create_conversation(
+                body, credential=credential, acting_user=user, idempotency_key=key_uuid(key)
+            )
+        except services.KeyReused as exc:
+            record = exc.existing
+            return invalid(
+                {
+                    "key": [
+                        f"The key {key!r} was already used for record {record.pk} ({record.status}), with "
+                        "a different body or credential. Nothing was sent: use a new key to create another."
+                    ]
+                }
+            )
         except services.ValidationFailed as exc:
             return invalid(exc.errors)
         return outcome(conversation)
+
+
+#: Keys that are not UUIDs map to one by name, so ``--key order-1234`` is always the same key.
+KEY_NAMESPACE = uuid.UUID("6f0c2a5e-4a8b-4d3c-9a57-1e2f3b4c5d6e")
+
+
+def key_uuid(key: str | None) -> str | None:
+    if key is None:
+        return None
+    key = key.strip()
+    try:
+        return str(uuid.UUID(key))
+    except ValueError:
+        return str(uuid.uuid5(KEY_NAMESPACE, key))
 
 
 def invalid(errors: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
