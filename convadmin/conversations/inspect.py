@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
+import providers
 from convadmin.accounts.roles import CREATORS, READERS, role_required
 from convadmin.audit.models import EventType
 from convadmin.audit.services import client_ip
@@ -229,7 +230,7 @@ def _detail_context(conversation: Conversation) -> dict[str, Any]:
         "can_retry": conversation.status == Status.FAILED
         and not (services.may_exist(conversation) and services.natural_key(conversation) is None),
         "can_check": services.can_check_with_provider(conversation),
-        "natural_key": services.NATURAL_KEYS.get(conversation.provider),
+        "natural_key": providers.get(conversation.provider).NATURAL_KEY,
         "can_refresh": conversation.status == Status.CREATED and bool(conversation.external_id),
     }
 
@@ -263,13 +264,14 @@ def exchange_body(request: HttpRequest, pk: int, exchange_id: int, part: str) ->
     return response
 
 
-def refresh_summary(result: dict[str, Any]) -> list[tuple[str, str]]:
-    """What a refresh found, as ``(name, text)`` lines: participants added, removed, changed field by field."""
+def refresh_summary(result: dict[str, Any], paths: tuple[str, ...]) -> list[tuple[str, str]]:
+    """What a refresh found, as ``(name, text)`` lines: participants (identified by ``paths``) added, removed,
+    changed field by field."""
     lines = []
     if result.get("added"):
-        lines.append(("Added", ", ".join(services.participant_key(p) for p in result["added"])))
+        lines.append(("Added", ", ".join(services.participant_key(p, paths) for p in result["added"])))
     if result.get("removed"):
-        lines.append(("Removed", ", ".join(services.participant_key(p) for p in result["removed"])))
+        lines.append(("Removed", ", ".join(services.participant_key(p, paths) for p in result["removed"])))
     for change in result.get("changed") or []:
         fields = "; ".join(
             f"{name}: {_plain(v.get('before'))} → {_plain(v.get('after'))}"
@@ -321,7 +323,7 @@ def conversation_refresh(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except ACTION_ERRORS as exc:
         return _after_action(request, conversation, error=str(exc))
-    differences = refresh_summary(result)
+    differences = refresh_summary(result, providers.get(conversation.provider).PARTICIPANT_IDENTITY)
     count = len(result.get("current") or [])
     notice = f"Refreshed from the provider: {count} participant{'s' if count != 1 else ''}" + (
         ", with the changes below." if differences else "; nothing changed since the last read."
