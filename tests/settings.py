@@ -12,3 +12,8 @@ from convadmin.settings import *  # noqa: F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+
+# A fifth provider only the tests know: adding one is one module (providers/README.md, "Adding a provider").
+import providers  # noqa: E402
+
+providers.register("echo", "Echo (tests)", "tests.echo_provider")

@@ -5,7 +5,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
-from convadmin.credentials.models import PROVIDER_CHOICES, Credential
+import providers
+from convadmin.credentials.models import Credential, provider_choices
 
 
 class Status(models.TextChoices):
@@ -17,7 +18,7 @@ class Status(models.TextChoices):
 class Conversation(models.Model):
     """One attempt to create a conversation: saved as pending before the call, outcome after."""
 
-    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES)
+    provider = models.CharField(max_length=20, choices=provider_choices)
     credential = models.ForeignKey(Credential, on_delete=models.PROTECT, related_name="conversations")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -65,7 +66,7 @@ class Conversation(models.Model):
 
     @property
     def provider_label(self) -> str:
-        return dict(PROVIDER_CHOICES).get(self.provider, self.provider)
+        return providers.NAMES.get(self.provider, self.provider)
 
 
 class Exchange(models.Model):

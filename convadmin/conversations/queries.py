@@ -25,7 +25,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from convadmin.conversations.models import Conversation, Status
-from convadmin.credentials.models import PROVIDER_CHOICES, Credential
+from convadmin.credentials.models import Credential, provider_choices
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -139,7 +139,7 @@ class ConversationFilterForm(FilterForm):
         help_text="External id (exact or its start), participant identity, address, email or user id, or name.",
     )
     provider = forms.ChoiceField(
-        choices=[("", "Any provider"), *PROVIDER_CHOICES], required=False, widget=QuickSelect
+        choices=lambda: [("", "Any provider"), *provider_choices()], required=False, widget=QuickSelect
     )
     status = forms.ChoiceField(
         choices=[("", "Any status"), *Status.choices], required=False, widget=QuickSelect
