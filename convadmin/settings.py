@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "axes",
     "convadmin.accounts",
     "convadmin.audit",
+    "convadmin.exchanges",
     "convadmin.credentials",
     "convadmin.conversations",
 ]

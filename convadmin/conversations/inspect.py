@@ -28,8 +28,9 @@ from convadmin.accounts.roles import CREATORS, READERS, role_required
 from convadmin.audit.models import EventType
 from convadmin.audit.services import client_ip, record
 from convadmin.conversations import export, services
-from convadmin.conversations.models import Conversation, Exchange, Status
+from convadmin.conversations.models import Conversation, Status
 from convadmin.conversations.queries import ConversationFilterForm, filter_conversations
+from convadmin.exchanges.models import Exchange
 from convadmin.lists.export import streaming_response
 from convadmin.lists.keyset import decode_cursor, keyset_page
 from convadmin.lists.views import fragment_or_page, render_list

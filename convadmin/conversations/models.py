@@ -67,39 +67,3 @@ class Conversation(models.Model):
     @property
     def provider_label(self) -> str:
         return providers.NAMES.get(self.provider, self.provider)
-
-
-class Exchange(models.Model):
-    """One HTTP exchange with a provider, already redacted by providers.redact."""
-
-    conversation = models.ForeignKey(
-        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="exchanges"
-    )
-    credential = models.ForeignKey(
-        Credential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    purpose = models.CharField(max_length=20, default="create")  # create | lookup | refresh | check | sign-in
-    method = models.CharField(max_length=10)
-    url = models.TextField()
-    request_headers = models.JSONField(default=dict)
-    request_body = models.TextField(blank=True)
-    request_size = models.PositiveIntegerField(default=0)
-    status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_headers = models.JSONField(default=dict)
-    response_body = models.TextField(blank=True)
-    response_size = models.PositiveIntegerField(default=0)
-    duration_ms = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    truncated = models.BooleanField(default=False)
-    started_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["started_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.url} → {self.status or self.error}"
-
-    @classmethod
-    def from_record(cls, record: Any, **links: Any) -> Exchange:
-        """An unsaved row from a ``providers.http.Exchange``."""
-        return cls(**record.as_dict(), **links)

@@ -26,9 +26,9 @@ import providers
 from convadmin.audit.models import EventType
 from convadmin.audit.services import record
 from convadmin.conversations.models import Conversation, Status
-from convadmin.credentials import calls
 from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.models import Credential
+from convadmin.exchanges import calls
 from providers.base import Created, FieldError, ProviderError
 from providers.base import Credential as ProviderCredential
 from providers.http import USER_AGENT, Http

@@ -18,9 +18,9 @@ from django.views.decorators.debug import sensitive_variables
 import providers
 from convadmin.audit.models import EventType
 from convadmin.audit.services import record
-from convadmin.credentials import calls
 from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.models import Credential
+from convadmin.exchanges import calls
 from providers import msgraph
 from providers.base import Credential as ProviderCredential
 from providers.base import FieldError, InvalidCredential, ProviderError, is_loopback

@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from convadmin.audit.models import AuditEvent, EventType
 from convadmin.conversations import services
-from convadmin.conversations.models import Conversation, Exchange, Status
+from convadmin.conversations.models import Conversation, Status
+from convadmin.exchanges.models import Exchange
 from providers import highlevel, twilio
 from tests.conversations.test_create_support import (
     CH,

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from django.conf import settings
 
+from convadmin.exchanges.models import Exchange
 from providers.base import Credential as ProviderCredential
 from providers.http import Http
 
 if TYPE_CHECKING:
-    from convadmin.conversations.models import Conversation, Exchange
+    from convadmin.conversations.models import Conversation
     from convadmin.credentials.models import Credential
 
 
@@ -45,8 +46,6 @@ def save_exchanges(
     records: Iterable[Any], *, credential: Credential, purpose: str, conversation: Conversation | None = None
 ) -> list[Exchange]:
     """Save ``providers.http.Exchange`` records as rows."""
-    from convadmin.conversations.models import Exchange
-
     return Exchange.objects.bulk_create(
         Exchange.from_record(record, credential=credential, conversation=conversation, purpose=purpose)
         for record in records
