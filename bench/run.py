@@ -264,7 +264,7 @@ def measure_pages() -> list[tuple[str, dict | None, dict | None]]:
     from django.db import connection
     from django.test import Client
 
-    from convadmin.conversations.queries import encode_cursor
+    from convadmin.lists.keyset import encode_cursor
 
     admin_user, _ = get_user_model().objects.get_or_create(
         username="bench-admin", defaults={"is_staff": True, "is_superuser": True}

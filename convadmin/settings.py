@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "axes",
     "convadmin.accounts",
     "convadmin.audit",
+    "convadmin.exchanges",
     "convadmin.credentials",
     "convadmin.conversations",
     "django_tasks_db",

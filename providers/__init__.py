@@ -23,12 +23,27 @@ NAMES = {
 }
 
 
+#: Where each provider's module lives; ``register`` adds one (e.g. a provider only the tests use).
+MODULES = {name: f"providers.{name}" for name in NAMES}
+
+
+def register(name: str, label: str, module: str) -> None:
+    """Offer another provider: ``module`` is its import path (it follows :class:`providers.base.Provider`)."""
+    NAMES[name] = label
+    MODULES[name] = module
+
+
 def get(name: str) -> Provider:
-    """The provider module called ``name``; ``KeyError`` for an unknown one."""
+    """The provider module called ``name``, its left-out hooks filled with the defaults; ``KeyError`` for
+    an unknown one."""
     if name not in NAMES:
         raise KeyError(f"Unknown provider {name!r}; choose one of {', '.join(NAMES)}.")
-    return importlib.import_module(f"providers.{name}")  # type: ignore[return-value]
+    module = importlib.import_module(MODULES[name])
+    if not getattr(module, "_hooks_filled", False):
+        from providers.base import HOOK_DEFAULTS
 
-
-def all_providers() -> dict[str, Provider]:
-    return {name: get(name) for name in NAMES}
+        for hook, default in HOOK_DEFAULTS.items():
+            if not hasattr(module, hook):
+                setattr(module, hook, default)
+        module._hooks_filled = True
+    return module  # type: ignore[return-value]

@@ -150,7 +150,11 @@ class Summary:
 
 
 class Provider(Protocol):
-    """The surface every provider module offers (module-level functions and constants)."""
+    """The surface every provider module offers (module-level functions and constants).
+
+    The hooks after ``MAX_PARTICIPANTS`` are what the Django layer asks instead of branching on a
+    provider's name; a module that leaves one out gets its value from :data:`HOOK_DEFAULTS`.
+    """
 
     NAME: str
     LABEL: str
@@ -160,6 +164,19 @@ class Provider(Protocol):
     PARTICIPANT_FIELDS: list[Field]
     PARTICIPANTS_PATH: str | None  # "participants", "Participant", …; None: no participant list
     MAX_PARTICIPANTS: int
+    NATURAL_KEY: str | None  # the body key ``lookup`` finds a conversation by; None: it cannot look up
+    NOT_DUPLICATED: tuple[str, ...]  # body keys "duplicate as new" leaves out (generated or unique)
+    GENERATED: tuple[
+        str, ...
+    ]  # body keys ``prepare`` makes afresh when empty (a resubmit reuses the first's)
+    SETTING_DEFAULTS: Mapping[str, str]  # body key -> the credential setting that fills it when empty
+    KEPT_SECRETS: tuple[str, ...]  # secrets a replacement keeps when left out (obtained by signing in)
+    PARTICIPANT_IDENTITY: tuple[str, ...]  # paths that identify a participant across two reads
+    SIGN_IN: bool  # a person signs in through the browser (authorize_url / redeem_code)
+    KEYSTORE_UPLOAD: bool  # the credential comes as a file the provider's console downloads
+    PREVIEW_HINT: str  # one sentence shown under the request preview
+
+    def curl_auth(self, settings: Mapping[str, Any]) -> tuple[str, str]: ...
 
     def parse_credential(self, data: Mapping[str, Any], extra_hosts: Iterable[str] = ()) -> Credential: ...
     def validate(self, body: Mapping[str, Any], credential: Credential | None = None) -> list[FieldError]: ...
@@ -173,9 +190,36 @@ class Provider(Protocol):
     def build_request(self, body: Mapping[str, Any], credential: Credential) -> httpx.Request: ...
     def create(self, body: Mapping[str, Any], credential: Credential, http: Http) -> Created: ...
     def lookup(self, body: Mapping[str, Any], credential: Credential, http: Http) -> Created | None: ...
-    def fetch(self, external_id: str, credential: Credential, http: Http) -> Fetched: ...
+    def fetch(
+        self, external_id: str, credential: Credential, http: Http, body: Mapping[str, Any] | None = None
+    ) -> Fetched: ...
     def check(self, credential: Credential, http: Http) -> str: ...
     def raise_for_response(self, response: httpx.Response) -> None: ...
+
+
+def bearer_curl_auth(variable: str, note: str) -> Callable[[Mapping[str, Any]], tuple[str, str]]:
+    """A ``curl_auth`` hook for a bearer token kept in the shell variable ``variable``."""
+
+    def curl_auth(settings: Mapping[str, Any]) -> tuple[str, str]:
+        return f'-H "Authorization: Bearer ${variable}"', f"{variable}: {note}"
+
+    return curl_auth
+
+
+#: What a provider module that leaves a hook out gets (filled in by :func:`providers.get`).
+HOOK_DEFAULTS: dict[str, Any] = {
+    "NATURAL_KEY": None,
+    "NOT_DUPLICATED": (),
+    "GENERATED": (),
+    "SETTING_DEFAULTS": {},
+    "URL_HOSTS": {"base_url": ()},
+    "KEPT_SECRETS": (),
+    "PARTICIPANT_IDENTITY": ("id",),
+    "SIGN_IN": False,
+    "KEYSTORE_UPLOAD": False,
+    "PREVIEW_HINT": "",
+    "curl_auth": bearer_curl_auth("TOKEN", "the credential's token."),
+}
 
 
 def is_loopback(host: str) -> bool:

@@ -27,6 +27,7 @@ from providers.base import (
     ProviderError,
     Summary,
     base_url,
+    bearer_curl_auth,
     error_text,
     require_fields,
 )
@@ -36,6 +37,13 @@ NAME = "highlevel"
 LABEL = "HighLevel"
 DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 URL_HOSTS = {"base_url": ("services.leadconnectorhq.com",)}
+#: Hooks the Django layer asks (see providers.base.Provider).
+NATURAL_KEY = "contactId"
+SETTING_DEFAULTS = {"locationId": "location_id"}
+PARTICIPANT_IDENTITY = ("contactId",)
+curl_auth = bearer_curl_auth(
+    "HIGHLEVEL_TOKEN", "the location's private integration token (pit-…) or an OAuth access token."
+)
 #: ``Version`` is per product: conversations take 2021-04-15; contacts and OAuth 2021-07-28.
 CONVERSATIONS_VERSION = "2021-04-15"
 CONTACTS_VERSION = "2021-07-28"
@@ -393,7 +401,9 @@ def _contact(contact_id: str, credential: Credential, http: Http) -> dict[str, A
     return participant
 
 
-def fetch(external_id: str, credential: Credential, http: Http) -> Fetched:
+def fetch(
+    external_id: str, credential: Credential, http: Http, body: Mapping[str, Any] | None = None
+) -> Fetched:
     """``GET /conversations/{id}`` (flat or wrapped); the participant is the contact."""
     url = f"{base_url(credential, DEFAULT_BASE_URL)}/conversations/{quote(external_id, safe='')}"
     response = _send(lambda: httpx.Request("GET", url, headers=_headers(credential)), credential, http)

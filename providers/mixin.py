@@ -34,6 +34,7 @@ from providers.base import (
     ProviderError,
     Summary,
     base_url,
+    bearer_curl_auth,
     check_base_url,
     error_text,
 )
@@ -46,6 +47,19 @@ DEFAULT_BASE_URL = "https://api.mixin.one"
 URL_HOSTS = {"base_url": ("api.mixin.one", "mixin-api.zeromesh.net")}
 TOKEN_LIFETIME = 300  # seconds: outlives a slow request, short enough to be useless if leaked
 MAX_PARTICIPANTS = 256
+#: Hooks the Django layer asks (see providers.base.Provider).
+NATURAL_KEY = "conversation_id"
+NOT_DUPLICATED = ("conversation_id",)
+GENERATED = ("random_id",)
+PARTICIPANT_IDENTITY = ("user_id",)
+KEYSTORE_UPLOAD = True
+PREVIEW_HINT = "A blank conversation id is generated afresh when you create; fill it in to fix it."
+curl_auth = bearer_curl_auth(
+    "MIXIN_JWT",
+    "a JWT signed with the bot's session private key for this exact method, path and body "
+    "(its sig claim is the SHA-256 of POST/conversations followed by the body), e.g. from a Mixin SDK's "
+    "SignAuthenticationToken. It expires within minutes.",
+)
 MAX_NAME = 512
 MAX_ANNOUNCEMENT = 1024  # the limit of the update call; the create docs give none
 CATEGORIES = ("GROUP", "CONTACT")
@@ -602,7 +616,9 @@ def lookup(body: Mapping[str, Any], credential: Credential, http: Http) -> Creat
     return _created(response, fallback_id=conversation_id.lower())
 
 
-def fetch(external_id: str, credential: Credential, http: Http) -> Fetched:
+def fetch(
+    external_id: str, credential: Credential, http: Http, body: Mapping[str, Any] | None = None
+) -> Fetched:
     """The conversation as Mixin reports it now, with its participants and their roles."""
     data = _get_conversation(external_id, credential, http).json()["data"]
     participants = data.get("participants")

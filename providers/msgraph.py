@@ -39,6 +39,7 @@ from providers.base import (
     ProviderError,
     Summary,
     base_url,
+    bearer_curl_auth,
     error_text,
     require_fields,
 )
@@ -75,6 +76,17 @@ CLOUD_CHOICES = (
 
 #: Project limit, not Microsoft's (none is documented): keeps one form and one request reasonable.
 MAX_PARTICIPANTS = 100
+#: Hooks the Django layer asks (see providers.base.Provider).
+NATURAL_KEY = "topic"
+SETTING_DEFAULTS = {"groupId": "group_id"}
+KEPT_SECRETS = ("refresh_token",)  # obtained by signing in, not typed
+PARTICIPANT_IDENTITY = ("emailAddress.address",)
+SIGN_IN = True
+curl_auth = bearer_curl_auth(
+    "MSGRAPH_ACCESS_TOKEN",
+    "a delegated access token (Group.ReadWrite.All) of a signed-in member, e.g. from "
+    "`az account get-access-token --resource-type ms-graph --query accessToken -o tsv`.",
+)
 PARTICIPANTS_PATH = "threads.0.posts.0.newParticipants"
 CONTENT_TYPES = ("text", "html")
 COMPUTED = ("id", "hasAttachments", "lastDeliveredDateTime", "preview", "uniqueSenders")
@@ -766,16 +778,19 @@ def lookup(body: Mapping[str, Any], credential: Credential, http: Http) -> Creat
     )
 
 
-def fetch(external_id: str, credential: Credential, http: Http, group_id: str | None = None) -> Fetched:
+def fetch(
+    external_id: str, credential: Credential, http: Http, body: Mapping[str, Any] | None = None
+) -> Fetched:
     """The conversation, its threads and the first thread's posts' people.
 
-    ``external_id`` is the conversation id :func:`create` returned; ``group_id`` defaults to the
-    credential's group (pass the record's ``groupId`` when it overrode it). A 404 ``ErrorItemNotFound``
+    ``external_id`` is the conversation id :func:`create` returned; the group is the create ``body``'s
+    ``groupId`` when it overrode the credential's. A 404 ``ErrorItemNotFound``
     right after a create is replication lag: retried for a few seconds.
     """
     _, graph = _hosts(credential)
     token = _read_token(credential, http)
-    group_url = f"{graph}/v1.0/groups/{_segment(group_id or credential.settings['group_id'])}"
+    group_id = (body or {}).get("groupId") or credential.settings["group_id"]
+    group_url = f"{graph}/v1.0/groups/{_segment(group_id)}"
     conversation_url = f"{group_url}/conversations/{_segment(external_id)}"
     for attempt in range(LAG_ATTEMPTS):
         try:

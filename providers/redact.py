@@ -1,6 +1,6 @@
 """The one place that masks secrets: before anything is logged, stored, rendered or exported.
 
-Three layers, applied together by :func:`redact_exchange_parts`:
+Three layers (``providers.http`` applies them to every exchange it records):
 - headers that carry credentials (``Authorization``, cookies, API-key headers), case-insensitively;
 - secret fields in JSON bodies and in form-encoded bodies (token requests);
 - every known secret value wherever it still appears (URL, body, header), raw, URL-encoded and base64.

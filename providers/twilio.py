@@ -47,6 +47,10 @@ LABEL = "Twilio Conversations"
 DEFAULT_BASE_URL = "https://conversations.twilio.com"
 PARTICIPANTS_PATH = "Participant"
 MAX_PARTICIPANTS = 10
+#: Hooks the Django layer asks (see providers.base.Provider).
+NATURAL_KEY = "UniqueName"
+NOT_DUPLICATED = ("UniqueName",)
+PARTICIPANT_IDENTITY = ("sid", "identity", "messaging_binding.address")
 PAGE_SIZE = 50
 MAX_PAGES = 40  # far above any participant limit; stops a next_page_url that never ends
 
@@ -980,13 +984,28 @@ def lookup(body: Mapping[str, Any], credential: Credential, http: Http) -> Creat
     return found
 
 
-def fetch(external_id: str, credential: Credential, http: Http) -> Fetched:
+def fetch(
+    external_id: str, credential: Credential, http: Http, body: Mapping[str, Any] | None = None
+) -> Fetched:
     """The conversation (by SID or unique name) and all its participants."""
     _authorize(credential, http)
     response = _read_conversation(external_id, credential, http)
     raise_for_response(response)
     data, sid = _sid_of(response, "read")
     return Fetched(external_id=sid, conversation=data, participants=_participants(sid, credential, http))
+
+
+def curl_auth(settings: Mapping[str, Any]) -> tuple[str, str]:
+    """How "Copy as curl" authenticates: the API key pair when the credential has one, else the account's."""
+    if settings.get("api_key_sid"):
+        return (
+            '-u "$TWILIO_API_KEY_SID:$TWILIO_API_KEY_SECRET"',
+            "TWILIO_API_KEY_SID: the API key SID (SK…); TWILIO_API_KEY_SECRET: its secret.",
+        )
+    return (
+        '-u "$TWILIO_ACCOUNT_SID:$TWILIO_AUTH_TOKEN"',
+        "TWILIO_ACCOUNT_SID: the Account SID (AC…); TWILIO_AUTH_TOKEN: the account's Auth Token.",
+    )
 
 
 def check(credential: Credential, http: Http) -> str:

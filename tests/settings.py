@@ -17,3 +17,8 @@ STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.Static
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["ENGINE"] = "tests.sqlite_backend"  # noqa: F405  (a flush may empty the audit table)
+
+# A fifth provider only the tests know: adding one is one module (providers/README.md, "Adding a provider").
+import providers  # noqa: E402
+
+providers.register("echo", "Echo (tests)", "tests.echo_provider")

@@ -14,19 +14,19 @@ from django.views.decorators.vary import vary_on_headers
 
 from convadmin.accounts.roles import AUDITORS, role_required
 from convadmin.audit.models import AuditEvent, EventType
-from convadmin.conversations import export
-from convadmin.conversations.inspect import render_list
-from convadmin.conversations.queries import (
+from convadmin.audit.services import client_ip, record
+from convadmin.lists.export import dict_rows, streaming_response
+from convadmin.lists.filters import (
     NO_MATCH,
     FilterForm,
     QuickSelect,
     date_input,
     date_range,
-    decode_cursor,
-    keyset_page,
     page_size_field,
     plain_choices,
 )
+from convadmin.lists.keyset import decode_cursor, keyset_page
+from convadmin.lists.views import render_list
 
 TARGET_TYPES = [("user", "User"), ("credential", "Credential"), ("conversation", "Conversation")]
 EVENT_COLUMNS = {
@@ -144,16 +144,18 @@ def audit_export(request: HttpRequest) -> HttpResponse:
     """The filtered audit log as CSV or JSONL, streamed; the export is itself an audit event."""
 
     def rows(filters: dict[str, Any], fmt: str) -> Iterator[dict[str, Any]]:
-        events = export.dict_rows(
+        events = dict_rows(
             filter_events(AuditEvent.objects.all(), filters), EVENT_COLUMNS, EVENT_FIELDS, field="event_time"
         )
         for row in events:
             yield {**row, "extra": json.dumps(row["extra"], ensure_ascii=False)} if fmt == "csv" else row
 
-    return export.streaming_response(
+    return streaming_response(
         request,
         form=AuditFilterForm(request.GET),
-        event=EventType.AUDIT_EXPORTED,
+        audit=lambda details: record(
+            EventType.AUDIT_EXPORTED, actor=request.user, ip=client_ip(request), extra=details
+        ),
         rows=rows,
         header=EVENT_FIELDS,
         name="audit",

@@ -87,10 +87,6 @@ class FieldView:
     slug: str
     required: bool
 
-    @property
-    def error_id(self) -> str:
-        return f"err-{self.slug}"
-
 
 def wire(
     form: forms.Form, specs: list[Field], url: str, placeholders: Mapping[str, str] | None = None

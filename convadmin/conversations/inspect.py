@@ -21,19 +21,19 @@ from django.utils.http import content_disposition_header
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseClientRedirect, push_url
+from django_htmx.http import HttpResponseClientRedirect
 
+import providers
 from convadmin.accounts.roles import CREATORS, READERS, role_required
 from convadmin.audit.models import EventType
-from convadmin.audit.services import client_ip
+from convadmin.audit.services import client_ip, record
 from convadmin.conversations import export, services
-from convadmin.conversations.models import Conversation, Exchange, Status, record_title
-from convadmin.conversations.queries import (
-    ConversationFilterForm,
-    decode_cursor,
-    filter_conversations,
-    keyset_page,
-)
+from convadmin.conversations.models import Conversation, Status, record_title
+from convadmin.conversations.queries import ConversationFilterForm, filter_conversations
+from convadmin.exchanges.models import Exchange
+from convadmin.lists.export import streaming_response
+from convadmin.lists.keyset import decode_cursor, keyset_page
+from convadmin.lists.views import fragment_or_page, render_list
 from providers import NAMES as PROVIDER_LABELS
 from providers.base import ProviderError
 
@@ -57,13 +57,6 @@ CHIP_CHARS = 24  # longer values show their first and last 8 characters
 PREVIEW_CHARS = 6000
 
 
-def fragment_or_page(request: HttpRequest, template: str, fragment: str) -> str:
-    """The partial for htmx swaps; the whole page for normal loads and htmx history restores."""
-    if request.htmx and not request.htmx.history_restore_request:
-        return f"{template}#{fragment}"
-    return template
-
-
 @role_required(READERS)
 @require_safe
 @vary_on_headers("HX-Request")
@@ -82,21 +75,6 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     )
     context = {"form": form, "page": page, "filtered": bool(filters), "rows_html": rows_html(page.rows)}
     return render_list(request, "conversations/list.html", context)
-
-
-def render_list(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
-    """A filtered list: the page, or its ``#results`` for htmx with a clean URL to push (filters set,
-    cursor) rather than every empty field of the form."""
-    query = context["form"].query()
-    context["query"] = query
-    if not request.htmx or request.htmx.history_restore_request:
-        return render(request, template, context)
-    address = query.copy()
-    for key in ("after", "before"):
-        if request.GET.get(key):
-            address[key] = request.GET[key]
-    response = render(request, f"{template}#results", context)
-    return push_url(response, f"{request.path}?{address.urlencode()}" if address else request.path)
 
 
 def chip_text(value: str) -> str:
@@ -158,16 +136,20 @@ def chip(value: Any) -> str:
 @require_safe
 def conversation_export(request: HttpRequest) -> HttpResponse:
     """The filtered list as CSV or JSONL, streamed; the export itself is audited with its filters."""
-    return export.streaming_response(
+    return streaming_response(
         request,
         form=ConversationFilterForm(request.GET),
-        event=EventType.CONVERSATIONS_EXPORTED,
+        audit=lambda details: record(
+            EventType.CONVERSATIONS_EXPORTED,
+            actor=request.user,
+            ip=client_ip(request),
+            extra={**details, "via": "web"},
+        ),
         rows=lambda filters, fmt: export.conversation_rows(
             filter_conversations(Conversation.objects.all(), filters)
         ),
         header=export.CONVERSATION_FIELDS,
         name="conversations",
-        extra={"via": "web"},
     )
 
 
@@ -250,7 +232,7 @@ def _detail_context(conversation: Conversation) -> dict[str, Any]:
         "can_retry": conversation.status == Status.FAILED
         and not (services.may_exist(conversation) and services.natural_key(conversation) is None),
         "can_check": services.can_check_with_provider(conversation),
-        "natural_key": services.NATURAL_KEYS.get(conversation.provider),
+        "natural_key": providers.get(conversation.provider).NATURAL_KEY,
         "can_refresh": conversation.status == Status.CREATED and bool(conversation.external_id),
     }
 
@@ -284,13 +266,14 @@ def exchange_body(request: HttpRequest, pk: int, exchange_id: int, part: str) ->
     return response
 
 
-def refresh_summary(result: dict[str, Any]) -> list[tuple[str, str]]:
-    """What a refresh found, as ``(name, text)`` lines: participants added, removed, changed field by field."""
+def refresh_summary(result: dict[str, Any], paths: tuple[str, ...]) -> list[tuple[str, str]]:
+    """What a refresh found, as ``(name, text)`` lines: participants (identified by ``paths``) added, removed,
+    changed field by field."""
     lines = []
     if result.get("added"):
-        lines.append(("Added", ", ".join(services.participant_key(p) for p in result["added"])))
+        lines.append(("Added", ", ".join(services.participant_key(p, paths) for p in result["added"])))
     if result.get("removed"):
-        lines.append(("Removed", ", ".join(services.participant_key(p) for p in result["removed"])))
+        lines.append(("Removed", ", ".join(services.participant_key(p, paths) for p in result["removed"])))
     for change in result.get("changed") or []:
         fields = "; ".join(
             f"{name}: {_plain(v.get('before'))} → {_plain(v.get('after'))}"
@@ -342,7 +325,7 @@ def conversation_refresh(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except ACTION_ERRORS as exc:
         return _after_action(request, conversation, error=str(exc))
-    differences = refresh_summary(result)
+    differences = refresh_summary(result, providers.get(conversation.provider).PARTICIPANT_IDENTITY)
     count = len(result.get("current") or [])
     notice = f"Refreshed from the provider: {count} participant{'s' if count != 1 else ''}" + (
         ", with the changes below." if differences else "; nothing changed since the last read."

@@ -5,7 +5,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
-from convadmin.credentials.models import PROVIDER_CHOICES, Credential
+import providers
+from convadmin.credentials.models import Credential, provider_choices
 
 
 class Status(models.TextChoices):
@@ -26,7 +27,7 @@ def record_title(name: str, provider: str, participants: list, external_id: str)
 class Conversation(models.Model):
     """One attempt to create a conversation: saved as pending before the call, outcome after."""
 
-    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES)
+    provider = models.CharField(max_length=20, choices=provider_choices)
     credential = models.ForeignKey(Credential, on_delete=models.PROTECT, related_name="conversations")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -78,40 +79,4 @@ class Conversation(models.Model):
 
     @property
     def provider_label(self) -> str:
-        return dict(PROVIDER_CHOICES).get(self.provider, self.provider)
-
-
-class Exchange(models.Model):
-    """One HTTP exchange with a provider, already redacted by providers.redact."""
-
-    conversation = models.ForeignKey(
-        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="exchanges"
-    )
-    credential = models.ForeignKey(
-        Credential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    purpose = models.CharField(max_length=20, default="create")  # create | lookup | refresh | check | sign-in
-    method = models.CharField(max_length=10)
-    url = models.TextField()
-    request_headers = models.JSONField(default=dict)
-    request_body = models.TextField(blank=True)
-    request_size = models.PositiveIntegerField(default=0)
-    status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_headers = models.JSONField(default=dict)
-    response_body = models.TextField(blank=True)
-    response_size = models.PositiveIntegerField(default=0)
-    duration_ms = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    truncated = models.BooleanField(default=False)
-    started_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["started_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.url} → {self.status or self.error}"
-
-    @classmethod
-    def from_record(cls, record: Any, **links: Any) -> Exchange:
-        """An unsaved row from a ``providers.http.Exchange``."""
-        return cls(**record.as_dict(), **links)
+        return providers.NAMES.get(self.provider, self.provider)

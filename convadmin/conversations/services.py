@@ -29,6 +29,7 @@ from convadmin.conversations.models import Conversation, Status
 from convadmin.credentials import calls
 from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.models import Credential
+from convadmin.exchanges.services import save_exchanges
 from providers.base import Created, FieldError, ProviderError
 from providers.base import Credential as ProviderCredential
 from providers.http import USER_AGENT, Http
@@ -40,20 +41,6 @@ UNEXPECTED = (
     "Something went wrong on our side while talking to the provider; the details are in the server log. "
     "Use “Check with provider” on this record before trying again."
 )
-
-#: The body key each provider's ``lookup`` finds a conversation by (None: it has none).
-NATURAL_KEYS = {
-    "mixin": "conversation_id",
-    "twilio": "UniqueName",
-    "highlevel": "contactId",
-    "msgraph": "topic",
-}
-#: Body fields a "duplicate as new" must not copy: generated, or unique at the provider.
-NOT_DUPLICATED = {"mixin": ("conversation_id",), "twilio": ("UniqueName",)}
-#: Body fields ``prepare`` generates afresh each time when the body has none (compared as the first record's).
-GENERATED = {"mixin": ("random_id",)}
-#: Body fields whose default comes from a credential setting (shown as placeholders, dropped when equal).
-SETTING_DEFAULTS = {"highlevel": {"locationId": "location_id"}, "msgraph": {"groupId": "group_id"}}
 
 
 class ValidationFailed(Exception):
@@ -131,7 +118,7 @@ def validate_body(body: Any, credential: Credential) -> dict[str, list[str]]:
 
 def natural_key(conversation: Conversation) -> str | None:
     """The value the provider can find this conversation by after an unknown outcome, if any."""
-    key = NATURAL_KEYS.get(conversation.provider)
+    key = providers.get(conversation.provider).NATURAL_KEY
     value = (
         conversation.request_body.get(key) if key and isinstance(conversation.request_body, dict) else None
     )
@@ -269,7 +256,7 @@ class _Calls:
     def store(self, credential: Credential, conversation: Conversation | None) -> None:
         """Save every exchange (call inside the transaction that saves the outcome)."""
         for purpose, records in self.batches:
-            calls.save_exchanges(records, credential=credential, purpose=purpose, conversation=conversation)
+            save_exchanges(records, credential=credential, purpose=purpose, conversation=conversation)
         self.batches.clear()
 
 
@@ -367,7 +354,7 @@ def same_request(existing: Conversation, body: Mapping[str, Any], credential: Cr
         return False
     module = providers.get(credential.provider)
     body = dict(body)
-    for key in GENERATED.get(credential.provider, ()):
+    for key in module.GENERATED:
         if not body.get(key) and existing.request_body.get(key):
             body[key] = existing.request_body[key]
     return module.prepare(body, public_credential(credential)) == existing.request_body
@@ -433,7 +420,7 @@ def _look_up(
 ) -> tuple[Created | None, dict[str, str]]:
     """After an unknown outcome: the conversation if the provider has it, and what the look-up found."""
     label = providers.NAMES.get(conversation.provider, conversation.provider)
-    key = NATURAL_KEYS.get(conversation.provider)
+    key = module.NATURAL_KEY
     if natural_key(conversation) is None:
         return None, {
             "result": "impossible",
@@ -654,7 +641,7 @@ def do_retry_conversation(
             label = providers.NAMES.get(conversation.provider, conversation.provider)
             raise ActionRefused(
                 f"{label} may have created this conversation, and it cannot be looked up without a "
-                f"{NATURAL_KEYS.get(conversation.provider)}: check at the provider first, then use "
+                f"{providers.get(conversation.provider).NATURAL_KEY}: check at the provider first, then use "
                 "“Duplicate as new” if it does not exist."
             )
         tracker = _Calls(acting_user=acting_user, ip=ip)
@@ -696,7 +683,7 @@ def do_check_with_provider(
     if natural_key(conversation) is None:
         label = providers.NAMES.get(conversation.provider, conversation.provider)
         raise ActionRefused(
-            f"{label} can look a conversation up only by its {NATURAL_KEYS.get(conversation.provider)}, "
+            f"{label} can look a conversation up only by its {providers.get(conversation.provider).NATURAL_KEY}, "
             "and this one has none: check at the provider."
         )
     tracker = _Calls(acting_user=acting_user, ip=ip)
@@ -716,7 +703,7 @@ def do_check_with_provider(
     conversation.status = Status.FAILED
     conversation.error_message = (
         f"Not found at the provider: {label} has no conversation with this "
-        f"{NATURAL_KEYS.get(conversation.provider)}{earlier}. Nothing was created; it can be retried."
+        f"{providers.get(conversation.provider).NATURAL_KEY}{earlier}. Nothing was created; it can be retried."
     )
     conversation.error_code = "not_found"
     conversation.error_status = None
@@ -735,14 +722,6 @@ def do_check_with_provider(
 # --- refresh ------------------------------------------------------------------------------------
 
 VOLATILE = {"date_updated", "dateUpdated", "updated_at", "url", "links"}
-PARTICIPANT_KEYS = (
-    "sid",
-    "user_id",
-    "contactId",
-    "emailAddress.address",
-    "identity",
-    "messaging_binding.address",
-)
 
 
 def dig(value: Any, path: str) -> Any:
@@ -756,19 +735,21 @@ def dig(value: Any, path: str) -> Any:
     return value
 
 
-def participant_key(participant: Any) -> str:
-    """What identifies a participant across two reads (sid, user id, contact id, e-mail address…)."""
-    for path in PARTICIPANT_KEYS:
+def participant_key(participant: Any, paths: tuple[str, ...]) -> str:
+    """What identifies a participant across two reads: the first of the provider's ``paths`` it has."""
+    for path in paths:
         value = dig(participant, path)
         if isinstance(value, str) and value:
             return value.lower() if "@" in value else value
     return json.dumps(participant, sort_keys=True, default=str)
 
 
-def participant_differences(previous: list[Any], current: list[Any]) -> dict[str, Any]:
-    """Participants added, removed and changed (field by field) between two reads."""
-    before = {participant_key(p): p for p in previous}
-    after = {participant_key(p): p for p in current}
+def participant_differences(
+    previous: list[Any], current: list[Any], paths: tuple[str, ...]
+) -> dict[str, Any]:
+    """Participants added, removed and changed (field by field) between two reads; ``paths`` identify one."""
+    before = {participant_key(p, paths): p for p in previous}
+    after = {participant_key(p, paths): p for p in current}
     changed = []
     for key in before.keys() & after.keys():
         old, new = before[key], after[key]
@@ -801,9 +782,6 @@ def do_refresh_conversation(
         raise ActionRefused("Only a created conversation can be refreshed from the provider.")
     module = providers.get(conversation.provider)
     body = conversation.request_body if isinstance(conversation.request_body, dict) else {}
-    options = (
-        {"group_id": body["groupId"]} if conversation.provider == "msgraph" and body.get("groupId") else {}
-    )
     tracker = _Calls(acting_user=acting_user, ip=ip)
     try:
         fetched = _provider_call(
@@ -811,7 +789,7 @@ def do_refresh_conversation(
             tracker,
             "refresh",
             "The provider could not be read",
-            lambda credential, http: module.fetch(conversation.external_id, credential, http, **options),
+            lambda credential, http: module.fetch(conversation.external_id, credential, http, body),
         )
     except CallFailed as exc:
         _store_failed_action(conversation, tracker, exc, action="refresh", acting_user=acting_user, ip=ip)
@@ -819,7 +797,8 @@ def do_refresh_conversation(
     previous = list(conversation.provider_participants or [])
     previous_refreshed_at = conversation.refreshed_at
     current = _scrub(fetched.participants, tracker.secrets)
-    differences = participant_differences(previous, current)
+    paths = module.PARTICIPANT_IDENTITY
+    differences = participant_differences(previous, current, paths)
     conversation.provider_participants = current
     conversation.refreshed_at = timezone.now()
     with transaction.atomic(durable=True):
@@ -834,8 +813,8 @@ def do_refresh_conversation(
                 "action": "refresh",
                 "ok": True,
                 "participants": len(current),
-                "added": [participant_key(p) for p in differences["added"]][:50],
-                "removed": [participant_key(p) for p in differences["removed"]][:50],
+                "added": [participant_key(p, paths) for p in differences["added"]][:50],
+                "removed": [participant_key(p, paths) for p in differences["removed"]][:50],
                 "changed": [c["participant"] for c in differences["changed"]][:50],
             },
         )
@@ -850,24 +829,6 @@ def do_refresh_conversation(
 
 # --- preview ------------------------------------------------------------------------------------
 
-#: How "Copy as curl" authenticates: a shell argument with $ENV placeholders, and how to fill them.
-CURL_AUTH = {
-    "mixin": (
-        '-H "Authorization: Bearer $MIXIN_JWT"',
-        "MIXIN_JWT: a JWT signed with the bot's session private key for this exact method, path and body "
-        "(its sig claim is the SHA-256 of POST/conversations followed by the body), e.g. from a Mixin SDK's "
-        "SignAuthenticationToken. It expires within minutes.",
-    ),
-    "highlevel": (
-        '-H "Authorization: Bearer $HIGHLEVEL_TOKEN"',
-        "HIGHLEVEL_TOKEN: the location's private integration token (pit-…) or an OAuth access token.",
-    ),
-    "msgraph": (
-        '-H "Authorization: Bearer $MSGRAPH_ACCESS_TOKEN"',
-        "MSGRAPH_ACCESS_TOKEN: a delegated access token (Group.ReadWrite.All) of a signed-in member, e.g. from "
-        "`az account get-access-token --resource-type ms-graph --query accessToken -o tsv`.",
-    ),
-}
 CURL_SKIPPED_HEADERS = {"authorization", "host", "content-length", "user-agent"}
 
 
@@ -880,22 +841,6 @@ class Preview:
     body_display: str
     curl: str
     curl_note: str
-
-
-def _curl_auth(credential: Credential) -> tuple[str, str]:
-    if credential.provider == "twilio":
-        if credential.settings.get("api_key_sid"):
-            return (
-                '-u "$TWILIO_API_KEY_SID:$TWILIO_API_KEY_SECRET"',
-                "TWILIO_API_KEY_SID: the API key SID (SK…); TWILIO_API_KEY_SECRET: its secret.",
-            )
-        return (
-            '-u "$TWILIO_ACCOUNT_SID:$TWILIO_AUTH_TOKEN"',
-            "TWILIO_ACCOUNT_SID: the Account SID (AC…); TWILIO_AUTH_TOKEN: the account's Auth Token.",
-        )
-    return CURL_AUTH.get(
-        credential.provider, ('-H "Authorization: $TOKEN"', "TOKEN: the credential's token.")
-    )
 
 
 def _display_body(body: str, content_type: str) -> str:
@@ -935,7 +880,7 @@ def preview_request(body: Mapping[str, Any], credential: Credential) -> Preview:
         shown_body = redact_text(raw_body, secrets)  # nothing masked: show the bytes as sent, not re-encoded
     header_items = [(name.decode(), value.decode()) for name, value in request.headers.raw]
     headers = redact_headers(header_items, secrets)
-    auth_arg, note = _curl_auth(credential)
+    auth_arg, note = module.curl_auth(credential.settings)
     lines = [f"curl -sS -X {request.method} {shlex.quote(str(request.url))}"]
     for name, value in header_items:
         if name.lower() == "authorization":

@@ -134,6 +134,7 @@ class Page:
             "credential": self.credential,
             "form_url": self.url(),
             "max_participants": module.MAX_PARTICIPANTS if module else 0,
+            "preview_hint": module.PREVIEW_HINT if module else "",
             "at_cap": bool(module) and count >= module.MAX_PARTICIPANTS,
             "error_summary": self.error_summary(),
             **extra,
@@ -157,7 +158,7 @@ def _choose(provider: str, credential_id: str | None, *, enabled_only: bool = Tr
 def _placeholders(page: Page) -> dict[str, str]:
     """Defaults that come from the credential (HighLevel location, Graph group) shown in the empty input."""
     assert page.credential is not None
-    defaults = services.SETTING_DEFAULTS.get(page.provider, {})
+    defaults = page.module.SETTING_DEFAULTS
     return {
         name: f"{page.credential.settings[setting]} (the credential's)"
         for name, setting in defaults.items()
@@ -320,7 +321,7 @@ def _duplicate(request: HttpRequest, source: str) -> HttpResponse:
     original = get_object_or_404(Conversation.objects.select_related("credential"), pk=source)
     page = _choose(original.provider, None if original.credential.disabled else str(original.credential_id))
     fields, rows = page.module.fields_from_body(original.request_body or {})
-    for name, setting in services.SETTING_DEFAULTS.get(page.provider, {}).items():
+    for name, setting in page.module.SETTING_DEFAULTS.items():
         if page.credential and fields.get(name) == page.credential.settings.get(setting):
             fields.pop(name)  # the credential's default: leave the input empty so it follows the credential
     page.notice = f"Copied from conversation {original.pk}." + _clear_unique(page, fields)
@@ -336,7 +337,7 @@ def _duplicate(request: HttpRequest, source: str) -> HttpResponse:
 
 def _clear_unique(page: Page, fields: dict[str, str]) -> str:
     """Empty the fields no two conversations may share; a sentence naming them (or "")."""
-    cleared = [name for name in services.NOT_DUPLICATED.get(page.provider, ()) if fields.pop(name, "")]
+    cleared = [name for name in page.module.NOT_DUPLICATED if fields.pop(name, "")]
     labels = {spec.name: spec.label for spec in page.module.BODY_FIELDS}
     if not cleared:
         return ""

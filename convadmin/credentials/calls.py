@@ -1,11 +1,12 @@
-"""Calling a provider for a stored credential: one HTTP session, exchanges stored afterwards.
+"""Calling a provider for a stored credential: one HTTP session whose rotated tokens are stored and audited.
 
-Views never call httpx nor decrypt secrets: services use :func:`provider_session` and :func:`store_exchanges`.
+Views never call httpx nor decrypt secrets: services use :func:`provider_session`, then save what it recorded
+with ``convadmin.exchanges.services``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,6 @@ from providers.base import check_base_url
 from providers.http import Http
 
 if TYPE_CHECKING:
-    from convadmin.conversations.models import Conversation, Exchange
     from convadmin.credentials.models import Credential
 
 
@@ -83,24 +83,3 @@ def provider_session(
     provider_credential.on_change = store_and_audit if store else None
     with Http(provider_credential.secret_values(), timeout=timeout()) as http:
         yield provider_credential, http
-
-
-def store_exchanges(
-    http: Http, *, credential: Credential, purpose: str, conversation: Conversation | None = None
-) -> list[Exchange]:
-    """Save every exchange ``http`` recorded (already redacted) and forget them."""
-    rows = save_exchanges(http.exchanges, credential=credential, purpose=purpose, conversation=conversation)
-    http.exchanges.clear()
-    return rows
-
-
-def save_exchanges(
-    records: Iterable[Any], *, credential: Credential, purpose: str, conversation: Conversation | None = None
-) -> list[Exchange]:
-    """Save ``providers.http.Exchange`` records as rows."""
-    from convadmin.conversations.models import Exchange
-
-    return Exchange.objects.bulk_create(
-        Exchange.from_record(record, credential=credential, conversation=conversation, purpose=purpose)
-        for record in records
-    )

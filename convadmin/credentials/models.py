@@ -11,7 +11,10 @@ import providers
 from convadmin.credentials import crypto
 from providers.base import Credential as ProviderCredential
 
-PROVIDER_CHOICES = list(providers.NAMES.items())
+
+def provider_choices() -> list[tuple[str, str]]:
+    """Every registered provider (a callable, so a new provider needs no migration)."""
+    return list(providers.NAMES.items())
 
 
 class CredentialQuerySet(models.QuerySet):
@@ -22,7 +25,7 @@ class CredentialQuerySet(models.QuerySet):
 class Credential(models.Model):
     """A provider credential: non-secret settings in clear, secrets encrypted and write-only."""
 
-    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES)
+    provider = models.CharField(max_length=20, choices=provider_choices)
     label = models.CharField(max_length=100, unique=True)
     settings = models.JSONField(default=dict, blank=True)
     secret = models.TextField(editable=False)  # Fernet token of the secrets' JSON

@@ -22,6 +22,7 @@ from convadmin.audit.services import record
 from convadmin.credentials import calls
 from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.models import Credential
+from convadmin.exchanges.services import store_exchanges
 from providers import msgraph
 from providers.base import Credential as ProviderCredential
 from providers.base import FieldError, InvalidCredential, ProviderError, is_loopback
@@ -434,7 +435,7 @@ def do_check_credential(
         ok, message = False, str(exc)
     with transaction.atomic(durable=True):
         if http is not None:
-            calls.store_exchanges(http, credential=credential, purpose="check")
+            store_exchanges(http, credential=credential, purpose="check")
         credential.last_checked_at = timezone.now()
         credential.last_check_ok = ok
         credential.last_check_message = message
@@ -490,13 +491,13 @@ def do_microsoft_sign_in(
                 http=http,
             )
         except ProviderError:
-            calls.store_exchanges(http, credential=credential, purpose="sign-in")
+            store_exchanges(http, credential=credential, purpose="sign-in")
             if credential.fingerprint != before:
                 # The new refresh token is stored but the account could not be read: say so.
                 unknown = msgraph.SignedIn(user="", display_name="", obtained_at=datetime.now(UTC))
                 do_store_microsoft_sign_in(credential, unknown, acting_user=acting_user, ip=ip)
             raise
-        calls.store_exchanges(http, credential=credential, purpose="sign-in")
+        store_exchanges(http, credential=credential, purpose="sign-in")
     do_store_microsoft_sign_in(credential, signed_in, acting_user=acting_user, ip=ip)
     return signed_in
 

@@ -20,7 +20,6 @@ from django_htmx.http import HttpResponseClientRedirect
 import providers
 from convadmin.accounts.roles import ADMINS, role_required
 from convadmin.audit.services import client_ip
-from convadmin.conversations.models import Exchange
 from convadmin.credentials import services
 from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.forms import (
@@ -32,6 +31,7 @@ from convadmin.credentials.forms import (
     add_errors,
 )
 from convadmin.credentials.models import Credential
+from convadmin.exchanges.models import Exchange
 from providers.base import InvalidCredential, ProviderError
 
 SIGN_IN_SESSION_KEY = "msgraph_sign_in"

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from convadmin.conversations.models import Exchange
 from convadmin.credentials.models import Credential
+from convadmin.exchanges.models import Exchange
 from providers import highlevel, mixin
 from tests.factories import TWILIO_SID, TWILIO_TOKEN, CredentialFactory
 

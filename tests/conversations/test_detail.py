@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from convadmin.audit.models import AuditEvent, EventType
 from convadmin.conversations.inspect import PREVIEW_CHARS
-from convadmin.conversations.models import Conversation, Exchange, Status
+from convadmin.conversations.models import Conversation, Status
+from convadmin.exchanges.models import Exchange
 from tests.factories import TWILIO_SID, TWILIO_TOKEN, ConversationFactory
 
 pytestmark = pytest.mark.django_db

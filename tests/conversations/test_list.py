@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from convadmin.conversations.models import Conversation, Status
-from convadmin.conversations.queries import decode_cursor, encode_cursor, keyset_page
+from convadmin.lists.keyset import decode_cursor, encode_cursor, keyset_page
 from tests.factories import ConversationFactory, CredentialFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,8 @@ from django.urls import reverse
 
 from convadmin.audit.models import AuditEvent, EventType
 from convadmin.audit.services import record
-from convadmin.conversations.models import Exchange, Status
+from convadmin.conversations.models import Status
+from convadmin.exchanges.models import Exchange
 from tests.factories import ConversationFactory, CredentialFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from convadmin.audit.models import AuditEvent, EventType
 from convadmin.conversations import services
-from convadmin.conversations.models import Conversation, Exchange, Status
+from convadmin.conversations.models import Conversation, Status
+from convadmin.exchanges.models import Exchange
 from providers import highlevel, twilio
 from tests.conversations.test_create_support import (
     CH,
@@ -522,7 +523,11 @@ def test_preview_refuses_an_invalid_body():
 def test_participant_differences_ignore_volatile_fields():
     before = [{"sid": "MB1", "identity": "a", "date_updated": "1"}]
     after = [{"sid": "MB1", "identity": "a", "date_updated": "2"}]
-    assert services.participant_differences(before, after) == {"added": [], "removed": [], "changed": []}
+    assert services.participant_differences(before, after, ("sid",)) == {
+        "added": [],
+        "removed": [],
+        "changed": [],
+    }
 
 
 def test_exchange_rows_are_linked_to_the_credential(support, twilio_ok):

@@ -17,8 +17,8 @@ from django.core.management import CommandError, call_command
 
 from convadmin.accounts.services import SYSTEM_USERNAME
 from convadmin.audit.models import AuditEvent, EventType
-from convadmin.conversations.models import Exchange
 from convadmin.credentials.models import Credential
+from convadmin.exchanges.models import Exchange
 from tests.credentials.samples import MIXIN, SECRET, TWILIO, TWILIO_ACCOUNT, VALID, mock_check
 
 pytestmark = pytest.mark.django_db

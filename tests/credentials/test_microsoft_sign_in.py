@@ -8,10 +8,10 @@ import pytest
 import respx
 
 from convadmin.audit.models import AuditEvent, EventType
-from convadmin.conversations.models import Exchange
 from convadmin.credentials import services
 from convadmin.credentials.models import Credential
 from convadmin.credentials.views import SIGN_IN_SESSION_KEY
+from convadmin.exchanges.models import Exchange
 from providers.msgraph import pkce_challenge
 from tests.credentials.samples import APP_ACCESS, GRAPH, GROUP, LOGIN, MSGRAPH, TENANT, TOKEN_URL, TWILIO
 

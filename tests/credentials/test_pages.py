@@ -7,8 +7,8 @@ import respx
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from convadmin.audit.models import AuditEvent, EventType
-from convadmin.conversations.models import Exchange
 from convadmin.credentials.models import Credential
+from convadmin.exchanges.models import Exchange
 from tests.credentials.samples import HIGHLEVEL, MIXIN, MSGRAPH, SECRET, TWILIO, VALID, mock_check
 from tests.factories import CredentialFactory
 

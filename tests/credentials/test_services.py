@@ -7,9 +7,9 @@ import respx
 from cryptography.fernet import Fernet
 
 from convadmin.audit.models import AuditEvent, EventType
-from convadmin.conversations.models import Exchange
 from convadmin.credentials import services
 from convadmin.credentials.models import Credential
+from convadmin.exchanges.models import Exchange
 from providers.base import InvalidCredential
 from tests.credentials.samples import GRAPH, GROUP, MSGRAPH, SECRET, TOKEN_URL, TWILIO, VALID, mock_check
 from tests.factories import UserFactory

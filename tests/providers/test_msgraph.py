@@ -1091,7 +1091,7 @@ def test_it_percent_encodes_slash_and_plus_in_ids() -> None:
 def test_it_fetches_from_another_group_when_told() -> None:
     cred = credential()
     fake = FakeMicrosoft(fetch_routes(group=OTHER_GROUP))
-    assert msgraph.fetch(CONV, cred, http_for(cred, fake), group_id=OTHER_GROUP).external_id == CONV
+    assert msgraph.fetch(CONV, cred, http_for(cred, fake), body={"groupId": OTHER_GROUP}).external_id == CONV
 
 
 def test_it_reads_with_the_app_token_when_nobody_signed_in() -> None:

@@ -21,7 +21,9 @@ from convadmin.audit.models import EventType
 from convadmin.audit.services import record
 from convadmin.conversations import export
 from convadmin.conversations.models import Conversation, Status
-from convadmin.conversations.queries import describe_filters, filter_conversations
+from convadmin.conversations.queries import filter_conversations
+from convadmin.lists import export as lists_export
+from convadmin.lists.filters import describe_filters
 
 
 def _since(value: str) -> date:
@@ -38,7 +40,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--format", choices=export.FORMATS, default="jsonl", help="jsonl (default) or csv"
+            "--format", choices=lists_export.FORMATS, default="jsonl", help="jsonl (default) or csv"
         )
         parser.add_argument("--provider", choices=list(providers.NAMES), help="only this provider's records")
         parser.add_argument("--status", choices=Status.values, help="only records with this status")
@@ -58,7 +60,7 @@ class Command(BaseCommand):
         rows = export.conversation_rows(filter_conversations(Conversation.objects.all(), filters))
         out = self.stdout
         try:
-            for chunk in export.chunked(export.lines(rows, fmt, export.CONVERSATION_FIELDS)):
+            for chunk in lists_export.chunked(lists_export.lines(rows, fmt, export.CONVERSATION_FIELDS)):
                 out.write(chunk, ending="")
             out.flush()
         except BrokenPipeError:

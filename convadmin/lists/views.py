@@ -1,0 +1,31 @@
+"""Rendering a filtered list: the whole page, or its ``#results`` partial for htmx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django_htmx.http import push_url
+
+
+def fragment_or_page(request: HttpRequest, template: str, fragment: str) -> str:
+    """The partial for htmx swaps; the whole page for normal loads and htmx history restores."""
+    if request.htmx and not request.htmx.history_restore_request:
+        return f"{template}#{fragment}"
+    return template
+
+
+def render_list(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """A filtered list: the page, or its ``#results`` for htmx with a clean URL to push (filters set,
+    cursor) rather than every empty field of the form."""
+    query = context["form"].query()
+    context["query"] = query
+    if not request.htmx or request.htmx.history_restore_request:
+        return render(request, template, context)
+    address = query.copy()
+    for key in ("after", "before"):
+        if request.GET.get(key):
+            address[key] = request.GET[key]
+    response = render(request, f"{template}#results", context)
+    return push_url(response, f"{request.path}?{address.urlencode()}" if address else request.path)
