@@ -327,6 +327,7 @@ def error_text(value: Any, limit: int = 500) -> str:
 
 #: Deeper nesting than any documented body needs; checked without recursion, so no RecursionError.
 MAX_DEPTH = 32
+DEEP_MESSAGE = f"Nested more than {MAX_DEPTH} levels deep; flatten it."
 #: Text PostgreSQL cannot store (NUL in text and jsonb) or that is not Unicode (a lone UTF-16 surrogate).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -411,6 +412,19 @@ def value_errors(value: Any, path: str = "", *, max_depth: int = MAX_DEPTH) -> l
                     errors.append(FieldError(at, f"The field name “{name}”: {text_problem(key)}"))
                 stack.append((sub, f"{where}.{name}" if where else name, depth + 1))
     return errors
+
+
+def too_deep(errors: list[FieldError]) -> bool:
+    """Whether :func:`value_errors` found a body nested too deeply for a provider's own rules to walk."""
+    return any(e.message == DEEP_MESSAGE for e in errors)
+
+
+def request_method(response: httpx.Response) -> str:
+    """The method of the request ``response`` answers ("" for a response built without one)."""
+    try:
+        return response.request.method
+    except RuntimeError:
+        return ""
 
 
 def unique_errors(errors: list[FieldError]) -> list[FieldError]:
