@@ -596,7 +596,9 @@ class GraphApi:
             self.sandbox.hold()
         if trigger == "invalid-json":
             return broken_json_reply(201, reply_body)
-        return json_reply(201, reply_body)
+        reply = json_reply(201, reply_body)
+        reply.drip = trigger == "drip"
+        return reply
 
     @staticmethod
     def _invalid(body: Any) -> str | None:
