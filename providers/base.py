@@ -8,12 +8,16 @@ described by :class:`Provider` below.
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import httpx
 
     from providers.http import Http
@@ -69,6 +73,19 @@ class ProviderError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} (code {self.code})" if self.code else self.message
+
+
+class LookupAmbiguous(ProviderError):
+    """A look-up found conversations it cannot tell apart from this one: neither "found" nor "not found".
+
+    ``candidates`` are their ids. Nothing may be claimed and nothing re-sent: a person checks at the
+    provider. A subclass of :class:`ProviderError` (code ``ambiguous``), so a caller that does not know it
+    still treats it as "could not look it up".
+    """
+
+    def __init__(self, message: str, *, candidates: list[str] | None = None):
+        super().__init__(message, code="ambiguous", permanent=True)
+        self.candidates = list(candidates or [])
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,7 @@ class Provider(Protocol):
     PARTICIPANTS_PATH: str | None  # "participants", "Participant", …; None: no participant list
     MAX_PARTICIPANTS: int
     NATURAL_KEY: str | None  # the body key ``lookup`` finds a conversation by; None: it cannot look up
+    KEY_IS_UNIQUE: bool  # the provider refuses or de-duplicates a second create with the same natural key
     NOT_DUPLICATED: tuple[str, ...]  # body keys "duplicate as new" leaves out (generated or unique)
     GENERATED: tuple[
         str, ...
@@ -181,7 +199,9 @@ class Provider(Protocol):
     def parse_credential(self, data: Mapping[str, Any], extra_hosts: Iterable[str] = ()) -> Credential: ...
     def validate(self, body: Mapping[str, Any], credential: Credential | None = None) -> list[FieldError]: ...
     def validate_participant(self, row: Mapping[str, Any], index: int = 0) -> list[FieldError]: ...
-    def prepare(self, body: Mapping[str, Any], credential: Credential) -> dict[str, Any]: ...
+    def prepare(
+        self, body: Mapping[str, Any], credential: Credential, key: str | None = None
+    ) -> dict[str, Any]: ...
     def summarize(self, body: Mapping[str, Any]) -> Summary: ...
     def body_from_fields(
         self, fields: Mapping[str, str], participants: list[Mapping[str, str]]
@@ -189,7 +209,9 @@ class Provider(Protocol):
     def fields_from_body(self, body: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]: ...
     def build_request(self, body: Mapping[str, Any], credential: Credential) -> httpx.Request: ...
     def create(self, body: Mapping[str, Any], credential: Credential, http: Http) -> Created: ...
-    def lookup(self, body: Mapping[str, Any], credential: Credential, http: Http) -> Created | None: ...
+    def lookup(
+        self, body: Mapping[str, Any], credential: Credential, http: Http, *, sent_at: datetime | None = None
+    ) -> Created | None: ...
     def fetch(
         self, external_id: str, credential: Credential, http: Http, body: Mapping[str, Any] | None = None
     ) -> Fetched: ...
@@ -209,6 +231,7 @@ def bearer_curl_auth(variable: str, note: str) -> Callable[[Mapping[str, Any]], 
 #: What a provider module that leaves a hook out gets (filled in by :func:`providers.get`).
 HOOK_DEFAULTS: dict[str, Any] = {
     "NATURAL_KEY": None,
+    "KEY_IS_UNIQUE": False,
     "NOT_DUPLICATED": (),
     "GENERATED": (),
     "SETTING_DEFAULTS": {},
@@ -356,3 +379,121 @@ def error_text(value: Any, limit: int = 500) -> str:
         value = "; ".join(str(v) for v in value)
     text = str(value or "").strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- values every provider refuses, and what can be stored ----------------------------------------
+
+#: Deeper nesting than any documented body needs; checked without recursion, so no RecursionError.
+MAX_DEPTH = 32
+DEEP_MESSAGE = f"Nested more than {MAX_DEPTH} levels deep; flatten it."
+#: Text PostgreSQL cannot store (NUL in text and jsonb) or that is not Unicode (a lone UTF-16 surrogate).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """``text`` with NUL and lone surrogates written out visibly (``\\u0000``, ``\\ud800``)."""
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _storable_scalar(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf": no JSON number, kept visible as text
+    return value
+
+
+def storable(value: Any) -> Any:
+    """A copy of the JSON-like ``value`` that PostgreSQL can store: call it before saving a provider's reply.
+
+    NUL characters and lone surrogates (in values and keys) become visible escapes (``\\u0000``), NaN and
+    Infinity become text. Iterative, so any depth works.
+    """
+    if not isinstance(value, Mapping | list | tuple):
+        return _storable_scalar(value)
+    root: dict[Any, Any] | list[Any] = {} if isinstance(value, Mapping) else []
+    stack: list[tuple[Any, Any]] = [(value, root)]
+    while stack:
+        source, target = stack.pop()
+        items = source.items() if isinstance(source, Mapping) else enumerate(source)
+        for key, item in items:
+            if isinstance(item, Mapping | list | tuple):
+                child: Any = {} if isinstance(item, Mapping) else []
+                stack.append((item, child))
+            else:
+                child = _storable_scalar(item)
+            if isinstance(target, dict):
+                target[storable_text(key) if isinstance(key, str) else key] = child
+            else:
+                target.append(child)
+    return root
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be sent and stored, or None."""
+    match = _UNSTORABLE.search(text)
+    if match is None:
+        return None
+    if match.group() == "\x00":
+        return "Contains a NUL character (\\u0000), which cannot be stored; remove it."
+    return (
+        f"Contains a lone surrogate ({storable_text(match.group())}), which is not valid Unicode text; "
+        "remove it or give the complete character."
+    )
+
+
+def value_errors(value: Any, path: str = "", *, max_depth: int = MAX_DEPTH) -> list[FieldError]:
+    """The rules every provider applies to every value of a body before its own, keyed by dotted path.
+
+    Text must be storable (no NUL, no lone surrogate), numbers finite (NaN and Infinity are not JSON),
+    nesting at most ``max_depth`` levels. Never raises (no recursion), whatever the input.
+    """
+    errors: list[FieldError] = []
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        at = where or "body"
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem:
+                errors.append(FieldError(at, problem))
+        elif isinstance(item, float) and not math.isfinite(item):
+            errors.append(FieldError(at, "NaN and Infinity are not JSON numbers; give a finite number."))
+        elif isinstance(item, Mapping | list | tuple):
+            if depth >= max_depth:
+                errors.append(FieldError(at, f"Nested more than {max_depth} levels deep; flatten it."))
+                continue
+            items = list(item.items()) if isinstance(item, Mapping) else list(enumerate(item))
+            for key, sub in reversed(items):
+                name = storable_text(str(key))
+                if isinstance(key, str) and text_problem(key):
+                    errors.append(FieldError(at, f"The field name “{name}”: {text_problem(key)}"))
+                stack.append((sub, f"{where}.{name}" if where else name, depth + 1))
+    return errors
+
+
+def too_deep(errors: list[FieldError]) -> bool:
+    """Whether :func:`value_errors` found a body nested too deeply for a provider's own rules to walk."""
+    return any(e.message == DEEP_MESSAGE for e in errors)
+
+
+def request_method(response: httpx.Response) -> str:
+    """The method of the request ``response`` answers ("" for a response built without one)."""
+    try:
+        return response.request.method
+    except RuntimeError:
+        return ""
+
+
+def unique_errors(errors: list[FieldError]) -> list[FieldError]:
+    """``errors`` without repeats (a rule reached twice), in order."""
+    return list(dict.fromkeys(errors))
+
+
+def reply_leaves_outcome_unknown(status: int) -> bool:
+    """Whether a create whose reply (with this status) is not a readable success may have created something.
+
+    A 4xx is a refusal (or a 429 before processing): nothing was created. A 5xx may come after the work
+    was done, and a 1xx/2xx/3xx that is not a readable success is a malformed reply: both unknown.
+    """
+    return not 400 <= status < 500

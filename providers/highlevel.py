@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -29,7 +30,12 @@ from providers.base import (
     base_url,
     bearer_curl_auth,
     error_text,
+    reply_leaves_outcome_unknown,
+    request_method,
     require_fields,
+    too_deep,
+    unique_errors,
+    value_errors,
 )
 from providers.http import Http, json_body, retry_after
 
@@ -39,6 +45,7 @@ DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 URL_HOSTS = {"base_url": ("services.leadconnectorhq.com",)}
 #: Hooks the Django layer asks (see providers.base.Provider).
 NATURAL_KEY = "contactId"
+KEY_IS_UNIQUE = True  # one conversation per contact: a second create is refused ("already exists!")
 SETTING_DEFAULTS = {"locationId": "location_id"}
 PARTICIPANT_IDENTITY = ("contactId",)
 curl_auth = bearer_curl_auth(
@@ -140,6 +147,9 @@ def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldEr
     """The one participant is the contact: ``row["contactId"]`` (``index`` is unused: no list)."""
     if not isinstance(row, Mapping):
         return [FieldError("contactId", "Contact ID is required.")]
+    screened = value_errors(row)
+    if too_deep(screened) or screened:
+        return screened
     value = row.get("contactId")
     if value in (None, ""):
         return [FieldError("contactId", "Contact ID is required.")]
@@ -156,6 +166,13 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
         return [
             FieldError("body", "The body must be a JSON object with contactId (and optionally locationId).")
         ]
+    screened = value_errors(body)
+    if too_deep(screened):
+        return screened
+    return unique_errors(screened + _rules(body, credential))
+
+
+def _rules(body: Mapping[str, Any], credential: Credential | None) -> list[FieldError]:
     errors = [
         FieldError(str(key), f"Unknown field {key!r}: HighLevel takes only locationId and contactId.")
         for key in body
@@ -184,8 +201,11 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
     return errors
 
 
-def prepare(body: Mapping[str, Any], credential: Credential) -> dict[str, Any]:
-    """The body as sent: ``locationId`` from the credential when missing; key order as documented."""
+def prepare(body: Mapping[str, Any], credential: Credential, key: str | None = None) -> dict[str, Any]:
+    """The body as sent: ``locationId`` from the credential when missing; key order as documented.
+
+    ``key`` is not needed: the contact is the key HighLevel can be asked about (one conversation each).
+    """
     return {
         "locationId": body.get("locationId") or credential.settings["location_id"],
         "contactId": body.get("contactId"),
@@ -270,7 +290,12 @@ def refresh(credential: Credential, http: Http) -> str:
         },
         content=urlencode(form).encode(),
     )
-    response = http.send(request)
+    try:
+        response = http.send(request)
+    except ProviderError as exc:
+        # A token refresh creates no conversation: a timeout here must not send the caller to a lookup.
+        exc.outcome_unknown = False
+        raise
     data = json_body(response)
     if not response.is_success or not isinstance(data, dict) or not data.get("access_token"):
         reason = "no access token in the reply"
@@ -319,8 +344,10 @@ def _search(
                 and conversation.get("contactId", contact) == contact
             ):
                 return conversation, response.status_code
-        if delay is not None:
-            sleep(delay)
+        left = http.remaining()
+        if delay is None or (left is not None and left <= delay):
+            break  # no more tries within the deadline: "not found", and HighLevel refuses a duplicate
+        sleep(delay)
     return None
 
 
@@ -357,8 +384,10 @@ def create(body: Mapping[str, Any], credential: Credential, http: Http) -> Creat
     )
 
 
-def lookup(body: Mapping[str, Any], credential: Credential, http: Http) -> Created | None:
-    """The contact's conversation, if any (HighLevel keeps one per contact)."""
+def lookup(
+    body: Mapping[str, Any], credential: Credential, http: Http, *, sent_at: datetime | None = None
+) -> Created | None:
+    """The contact's conversation, if any (HighLevel keeps one per contact, so it is this one)."""
     prepared = prepare(body, credential)
     found = _search(credential, http, prepared["locationId"], prepared["contactId"])
     if not found:
@@ -454,17 +483,20 @@ def raise_for_response(response: httpx.Response) -> None:
         request: httpx.Request | None = response.request
     except RuntimeError:
         request = None
+    creating = request_method(response) == "POST"
     data = json_body(response)
     if response.is_success:
         if isinstance(data, dict) and data.get("success") is False:
+            # Undocumented on a create: it may or may not have made the conversation.
             raise ProviderError(
                 error_text(data.get("message") or "HighLevel reported the call as unsuccessful."),
                 code="unsuccessful",
                 status=status,
+                outcome_unknown=creating,
             )
         return
-    # A 5xx on a create may still have created the conversation: search before sending again.
-    unknown = status >= 500 and request is not None and request.method == "POST"
+    # A 5xx (or a 3xx) on a create may still have created the conversation: search before sending again.
+    unknown = creating and reply_leaves_outcome_unknown(status)
     if not isinstance(data, dict):
         kind = "server error" if status >= 500 else "error"
         hint = (

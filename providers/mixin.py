@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -37,6 +38,11 @@ from providers.base import (
     bearer_curl_auth,
     check_base_url,
     error_text,
+    reply_leaves_outcome_unknown,
+    request_method,
+    too_deep,
+    unique_errors,
+    value_errors,
 )
 from providers.http import Http, json_body, retry_after
 
@@ -49,6 +55,7 @@ TOKEN_LIFETIME = 300  # seconds: outlives a slow request, short enough to be use
 MAX_PARTICIPANTS = 256
 #: Hooks the Django layer asks (see providers.base.Provider).
 NATURAL_KEY = "conversation_id"
+KEY_IS_UNIQUE = True  # the id is ours: a second create with it returns the existing conversation
 NOT_DUPLICATED = ("conversation_id",)
 GENERATED = ("random_id",)
 PARTICIPANT_IDENTITY = ("user_id",)
@@ -65,6 +72,7 @@ MAX_ANNOUNCEMENT = 1024  # the limit of the update call; the create docs give no
 CATEGORIES = ("GROUP", "CONTACT")
 ROLES = ("", "ADMIN")
 RETRYABLE_CODES = {429, 500, 7000, 7001}
+SERVER_CODES = {500, 7000, 7001}  # internal error, blaze error, blaze timeout: may come after the work
 BODY_KEYS = ("category", "conversation_id", "name", "announcement", "participants", "random_id")
 PARTICIPANT_KEYS = ("user_id", "role")
 UUID_EXAMPLE = "965e5c6e-434c-3fa9-b780-c50f43cd955c"
@@ -344,7 +352,9 @@ def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldEr
         return [
             FieldError(prefix + "user_id", 'Each participant must be an object such as {"user_id": ...}.')
         ]
-    errors: list[FieldError] = []
+    errors = value_errors(row, prefix[:-1])
+    if too_deep(errors):
+        return errors
     user_id = row.get("user_id")
     if not _given(user_id):
         errors.append(FieldError(prefix + "user_id", "User id is required."))
@@ -377,6 +387,13 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
     """Every rule of provider-facts §1.4; the credential adds the CONTACT id check and the bot's own id."""
     if not isinstance(body, Mapping):
         return [FieldError("body", "The body must be a JSON object.")]
+    errors = value_errors(body)
+    if too_deep(errors):
+        return errors
+    return unique_errors(errors + _rules(body, credential))
+
+
+def _rules(body: Mapping[str, Any], credential: Credential | None) -> list[FieldError]:
     errors = [
         FieldError(str(key), f"Unknown field {key!r}: use {', '.join(BODY_KEYS)}.")
         for key in body
@@ -467,11 +484,11 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
     return errors
 
 
-def prepare(body: Mapping[str, Any], credential: Credential) -> dict[str, Any]:
+def prepare(body: Mapping[str, Any], credential: Credential, key: str | None = None) -> dict[str, Any]:
     """A validated body ready to send: ids lower-cased, ``conversation_id`` (and GROUP ``random_id``) filled.
 
     Role "" (member, the default) is dropped to keep the body minimal; ``name``/``announcement`` only
-    when given.
+    when given. ``key`` is not needed: the conversation id itself is the key Mixin can be asked about.
     """
     category = body["category"]
     participants = []
@@ -602,8 +619,13 @@ def _get_conversation(conversation_id: str, credential: Credential, http: Http) 
     return _send(_signed_request(credential, "GET", f"/conversations/{cid}"), http)
 
 
-def lookup(body: Mapping[str, Any], credential: Credential, http: Http) -> Created | None:
-    """After an unknown outcome: ``GET /conversations/{conversation_id}``; None when Mixin has none."""
+def lookup(
+    body: Mapping[str, Any], credential: Credential, http: Http, *, sent_at: datetime | None = None
+) -> Created | None:
+    """After an unknown outcome: ``GET /conversations/{conversation_id}``; None when Mixin has none.
+
+    The id is ours and unique, so what is found is this conversation (``sent_at`` is not needed).
+    """
     conversation_id = body.get("conversation_id")
     if not _uuid(conversation_id):
         return None
@@ -646,14 +668,21 @@ def raise_for_response(response: httpx.Response) -> None:
     """Raise ProviderError unless the answer is 2xx with a ``data`` object and no ``error`` key.
 
     Mixin reports client errors inside the body, often with HTTP 200/202, so the body is read first.
+    On a create (the only POST), a server error (5xx, or code 500/7000/7001 in the body) or a reply that
+    cannot be read leaves the outcome unknown: a documented refusal or a 429 does not.
     """
     status = response.status_code
+    creating = request_method(response) == "POST"
+    malformed_unknown = creating and reply_leaves_outcome_unknown(status)
     payload = json_body(response)
     if isinstance(payload, dict) and "error" in payload:
         error = payload["error"]
         if not isinstance(error, dict):
             raise ProviderError(
-                error_text(error) or "Mixin returned an error.", status=status, permanent=status < 500
+                error_text(error) or "Mixin returned an error.",
+                status=status,
+                permanent=status < 500,
+                outcome_unknown=malformed_unknown,
             )
         code = error.get("code")
         message = error_text(error.get("description")) or f"Mixin error {code}."
@@ -666,6 +695,7 @@ def raise_for_response(response: httpx.Response) -> None:
             status=status,
             permanent=not retryable,
             retry_after=retry_after(response) if retryable else None,
+            outcome_unknown=creating and (code in SERVER_CODES or status >= 500),
         )
     if status >= 500:
         raise ProviderError(
@@ -673,6 +703,7 @@ def raise_for_response(response: httpx.Response) -> None:
             code=status,
             status=status,
             permanent=False,
+            outcome_unknown=creating,
         )
     if status == 429:
         raise ProviderError(
@@ -683,16 +714,20 @@ def raise_for_response(response: httpx.Response) -> None:
             retry_after=retry_after(response),
         )
     if payload is None:
-        # Safe to retry: the conversation id is chosen by us, so a second create cannot duplicate.
+        # Retrying cannot duplicate (the conversation id is ours), but look it up first all the same.
         raise ProviderError(
             f"Mixin answered HTTP {status} with a body that is not JSON.",
             code="malformed",
             status=status,
             permanent=False,
+            outcome_unknown=malformed_unknown,
         )
     if not 200 <= status < 300:
         raise ProviderError(
-            f"Mixin answered HTTP {status} without an error description.", code=status, status=status
+            f"Mixin answered HTTP {status} without an error description.",
+            code=status,
+            status=status,
+            outcome_unknown=malformed_unknown,
         )
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
         raise ProviderError(
@@ -700,4 +735,5 @@ def raise_for_response(response: httpx.Response) -> None:
             code="malformed",
             status=status,
             permanent=False,
+            outcome_unknown=creating,
         )

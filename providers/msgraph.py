@@ -6,6 +6,21 @@ and stores the refresh token; every create and check refreshes it and stores the
 returns. The app's own client-credentials token (:func:`app_token`) only proves the secret and reads;
 Graph answers an app-only create with 403 ``ErrorAccessDenied``.
 
+**Telling our conversation apart.** Graph has no idempotency key and a topic is not unique. Microsoft
+documents single-value extended properties on *new group posts*, created with ``POST
+/groups/{id}/conversations`` itself ("Create single-value extended property": group post, delegated
+``Group.ReadWrite.All``) and read back with ``$expand=singleValueExtendedProperties($filter=id eq '…')``
+("Get singleValueLegacyExtendedProperty": group post). So :func:`prepare` puts a marker on the first
+post (:data:`MARKER_ID`, the value :func:`prepare`'s ``key`` or a fresh UUID, kept by a retry of the same
+body), and :func:`lookup` claims a conversation only when one of its posts carries that marker. A
+candidate with the topic but a *different* marker, or whose first post was written before the record
+was sent (``sent_at``, minus :data:`CLOCK_SKEW`), is provably not ours; any other candidate (no marker
+readable: Graph may drop the property, or someone wrote that topic by hand) makes the answer
+:class:`~providers.base.LookupAmbiguous` ("check at the provider"), never "found". A body without a
+marker (sent before markers existed) is found only when exactly one candidate exists and it was written
+after ``sent_at``. Graph does not refuse a second create with the same topic (``KEY_IS_UNIQUE`` False),
+so a job must never re-send on "not found" alone.
+
 The seed page (``004_…``, 2015 beta) is wrong about the body: it sends ``hasAttachments``,
 ``lastDeliveredDateTime``, ``uniqueSenders`` and ``preview``, which are computed; the live API takes
 ``topic`` + ``threads[].posts[]`` and needs the delegated scope the seed leaves blank.
@@ -23,7 +38,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -36,12 +51,17 @@ from providers.base import (
     Field,
     FieldError,
     InvalidCredential,
+    LookupAmbiguous,
     ProviderError,
     Summary,
     base_url,
     bearer_curl_auth,
     error_text,
+    reply_leaves_outcome_unknown,
     require_fields,
+    too_deep,
+    unique_errors,
+    value_errors,
 )
 from providers.http import json_body, retry_after
 
@@ -78,6 +98,18 @@ CLOUD_CHOICES = (
 MAX_PARTICIPANTS = 100
 #: Hooks the Django layer asks (see providers.base.Provider).
 NATURAL_KEY = "topic"
+KEY_IS_UNIQUE = False  # Graph makes a second conversation with the same topic: never re-send on "not found"
+#: The extended property marking our first post: a fixed property set GUID (ours) and name.
+MARKER_ID = "String {8c7a3b1e-5d2f-4e6a-9b0c-1f2e3d4c5b6a} Name convadmin-key"
+MARKER_PATH = "threads.0.posts.0.singleValueExtendedProperties"
+MAX_MARKER = 255
+#: How far Graph's clock may be ahead of ours when telling "written before we sent" apart.
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_CANDIDATES = 10  # more conversations with the topic than this (after the time filter): ambiguous
+MAX_THREADS = 5  # threads of one candidate searched for the marker
+#: Microsoft Graph refuses requests over 4 MB ("The maximum request length supported is 4MB", 413);
+#: the Outlook attachment guide also sends at most 3 MB of attachment in one request.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 SETTING_DEFAULTS = {"groupId": "group_id"}
 KEPT_SECRETS = ("refresh_token",)  # obtained by signing in, not typed
 PARTICIPANT_IDENTITY = ("emailAddress.address",)
@@ -447,7 +479,10 @@ def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldEr
         return [
             FieldError(prefix[:-1], 'Each participant is an object {"emailAddress": {"name", "address"}}.')
         ]
-    errors = _unknown(row, ("emailAddress",), prefix)
+    screened = value_errors(row, prefix[:-1])
+    if too_deep(screened):
+        return screened
+    errors = screened + _unknown(row, ("emailAddress",), prefix)
     email = row.get("emailAddress")
     if email is None:
         return [*errors, FieldError(f"{prefix}emailAddress.address", "E-mail address is required.")]
@@ -475,6 +510,30 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
     """Every rule for a create body: one thread with one post, text/html content, valid participants."""
     if not isinstance(body, Mapping):
         return [FieldError("body", 'The body must be a JSON object {"topic", "threads": [...]}.')]
+    screened = value_errors(body)
+    if too_deep(screened):
+        return screened
+    errors = screened + _rules(body)
+    if not errors:
+        errors += _size_errors(body)
+    return unique_errors(errors)
+
+
+def _size_errors(body: Mapping[str, Any]) -> list[FieldError]:
+    wire = {k: v for k, v in body.items() if k != "groupId"}
+    size = len(json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode())
+    if size <= MAX_REQUEST_BYTES:
+        return []
+    return [
+        FieldError(
+            "threads.0.posts.0.body.content",
+            f"The request would be {size / 1048576:.1f} MB; Microsoft Graph takes at most 4 MB per request: "
+            "shorten the first message.",
+        )
+    ]
+
+
+def _rules(body: Mapping[str, Any]) -> list[FieldError]:
     errors = _unknown(body, ("groupId", "topic", "threads"), "")
     group = body.get("groupId")
     if group is not None and not (isinstance(group, str) and GUID_RE.match(group)):
@@ -503,11 +562,36 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
             *errors,
             FieldError("threads.0.posts.0", 'The post must be an object {"body", "newParticipants"?}.'),
         ]
-    errors += _unknown(post, ("body", "newParticipants"), "threads.0.posts.0.")
+    errors += _unknown(
+        post, ("body", "newParticipants", "singleValueExtendedProperties"), "threads.0.posts.0."
+    )
+    if "singleValueExtendedProperties" in post:
+        errors += _validate_marker(post["singleValueExtendedProperties"])
     errors += _validate_post_body(post.get("body"))
     if "newParticipants" in post:
         errors += _validate_participants(post["newParticipants"])
     return errors
+
+
+def _validate_marker(properties: Any) -> list[FieldError]:
+    """Only the marker :func:`prepare` adds (a retry sends the stored body again) is accepted."""
+    if (
+        isinstance(properties, list)
+        and len(properties) == 1
+        and isinstance(properties[0], Mapping)
+        and set(properties[0]) == {"id", "value"}
+        and properties[0]["id"] == MARKER_ID
+        and isinstance(properties[0]["value"], str)
+        and 0 < len(properties[0]["value"]) <= MAX_MARKER
+    ):
+        return []
+    return [
+        FieldError(
+            MARKER_PATH,
+            "Only the marker this tool adds may be given here (one property "
+            f'{{"id": "{MARKER_ID}", "value": up to {MAX_MARKER} characters}}); remove it to have one made.',
+        )
+    ]
 
 
 def _validate_post_body(item_body: Any) -> list[FieldError]:
@@ -573,14 +657,28 @@ def _participants(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
-def prepare(body: Mapping[str, Any], credential: Credential) -> dict[str, Any]:
-    """Fill ``groupId`` from the credential (so a retry targets the same group) and lower-case enums."""
+def prepare(body: Mapping[str, Any], credential: Credential, key: str | None = None) -> dict[str, Any]:
+    """Fill ``groupId`` from the credential (so a retry targets the same group), lower-case enums, and mark
+    the first post (:data:`MARKER_ID`) with ``key``, else the marker the body has, else a fresh UUID."""
     prepared = copy.deepcopy(dict(body))
     prepared["groupId"] = (prepared.get("groupId") or credential.settings["group_id"]).lower()
-    item_body = _post(prepared).get("body")
+    post = _post(prepared)
+    item_body = post.get("body")
     if isinstance(item_body, dict) and isinstance(item_body.get("contentType"), str):
         item_body["contentType"] = item_body["contentType"].lower()
+    if isinstance(post, dict):
+        value = str(key)[:MAX_MARKER] if key else (marker_of(prepared) or str(uuid.uuid4()))
+        post["singleValueExtendedProperties"] = [{"id": MARKER_ID, "value": value}]
     return prepared
+
+
+def marker_of(body: Mapping[str, Any]) -> str | None:
+    """The marker value on the body's first post, if it has one."""
+    properties = _post(body).get("singleValueExtendedProperties")
+    for item in properties if isinstance(properties, list) else []:
+        if isinstance(item, Mapping) and item.get("id") == MARKER_ID and isinstance(item.get("value"), str):
+            return item["value"]
+    return None
 
 
 def summarize(body: Mapping[str, Any]) -> Summary:
@@ -695,8 +793,9 @@ def create(body: Mapping[str, Any], credential: Credential, http: Http) -> Creat
     try:
         raise_for_response(response)
     except ProviderError as exc:
-        # 429/503/504 were not processed (Graph says retry); any other 5xx may have created it.
-        exc.outcome_unknown = response.status_code >= 500 and response.status_code not in (503, 504)
+        # A 4xx (429 too) was refused before processing; a 5xx (503/504 too: a gateway may give up after
+        # the work was done) or an unreadable 1xx/3xx may have created it.
+        exc.outcome_unknown = reply_leaves_outcome_unknown(response.status_code)
         raise
     payload = json_body(response)
     if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not payload["id"]:
@@ -756,26 +855,109 @@ def _list(url: str, token: str, credential: Credential, http: Http) -> list[dict
     return items
 
 
-def lookup(body: Mapping[str, Any], credential: Credential, http: Http) -> Created | None:
-    """After an unknown outcome: the group's newest conversation with this exact ``topic``, if any.
+def lookup(
+    body: Mapping[str, Any], credential: Credential, http: Http, *, sent_at: datetime | None = None
+) -> Created | None:
+    """After an unknown outcome: the conversation this body created, None when there is none, or
+    :class:`~providers.base.LookupAmbiguous` when a candidate cannot be told apart (see the module notes).
 
-    The topic is the only natural key; an older conversation with the same topic matches too.
+    ``sent_at`` is when the create was sent (the record's send time): conversations whose first post is
+    older cannot be it.
     """
     topic = body.get("topic")
     if not isinstance(topic, str) or not topic:
         return None
     _, graph = _hosts(credential)
     token = _read_token(credential, http)
-    url = f"{graph}/v1.0/groups/{_segment(_group(body, credential))}/conversations"
-    items = _list(f"{url}?$select=id,topic,lastDeliveredDateTime", token, credential, http)
+    group_url = f"{graph}/v1.0/groups/{_segment(_group(body, credential))}"
+    items = _list(
+        f"{group_url}/conversations?$select=id,topic,lastDeliveredDateTime", token, credential, http
+    )
     matches = [i for i in items if i.get("topic") == topic and isinstance(i.get("id"), str)]
+    earliest = sent_at - CLOCK_SKEW if sent_at else None
+    # The last delivery of a conversation holding our post is after we sent: older ones cannot be ours.
+    matches = [i for i in matches if not (earliest and _before(i.get("lastDeliveredDateTime"), earliest))]
     if not matches:
         return None
-    # The list's order is not documented: sort newest first ourselves.
-    newest = max(matches, key=lambda i: str(i.get("lastDeliveredDateTime") or ""))
-    return Created(
-        external_id=newest["id"], status=200, body=newest, participants=_participants(body), existed=True
+    # The list's order is not documented: newest first.
+    matches.sort(key=lambda i: str(i.get("lastDeliveredDateTime") or ""), reverse=True)
+    ids = [i["id"] for i in matches]
+    if len(matches) > MAX_CANDIDATES:
+        raise LookupAmbiguous(
+            f"{len(matches)} conversations of this group have the topic {topic!r}; too many to check which "
+            "one (if any) this request created. Check in the group before trying again.",
+            candidates=ids,
+        )
+    marker = marker_of(body)
+    maybe = []
+    for item in matches:
+        markers, first = _marks(group_url, item["id"], token, credential, http)
+        if marker is not None and marker in markers:
+            return Created(
+                external_id=item["id"], status=200, body=item, participants=_participants(body), existed=True
+            )
+        if markers or (earliest and first and first < earliest):
+            continue  # another record's conversation, or written before we sent
+        maybe.append(item)
+    if not maybe:
+        return None
+    if marker is None and len(maybe) == 1 and sent_at is not None:
+        # A body from before markers: one conversation with the topic, written after we sent.
+        item = maybe[0]
+        return Created(
+            external_id=item["id"], status=200, body=item, participants=_participants(body), existed=True
+        )
+    raise LookupAmbiguous(
+        f"{len(maybe)} conversation(s) of this group have the topic {topic!r} and nothing proves whether this "
+        "request created one of them. Check in the group before trying again.",
+        candidates=[i["id"] for i in maybe],
     )
+
+
+def _before(value: Any, moment: datetime) -> bool:
+    when = _when(value)
+    return when is not None and when < moment
+
+
+def _when(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _marks(
+    group_url: str, conversation_id: str, token: str, credential: Credential, http: Http
+) -> tuple[set[str], datetime | None]:
+    """The marker values on a conversation's posts, and when its earliest post was written."""
+    threads = _list(
+        f"{group_url}/conversations/{_segment(conversation_id)}/threads?$select=id", token, credential, http
+    )
+    expand = quote(f"singleValueExtendedProperties($filter=id eq '{MARKER_ID}')", safe="()$=")
+    markers: set[str] = set()
+    times: list[datetime] = []
+    for thread in threads[:MAX_THREADS]:
+        if not isinstance(thread.get("id"), str):
+            continue
+        posts = _list(
+            f"{group_url}/threads/{_segment(thread['id'])}/posts?$select=id,createdDateTime&$expand={expand}",
+            token,
+            credential,
+            http,
+        )
+        for post in posts:
+            markers.update(
+                p["value"]
+                for p in post.get("singleValueExtendedProperties") or []
+                if isinstance(p, dict) and p.get("id") == MARKER_ID and isinstance(p.get("value"), str)
+            )
+            when = _when(post.get("createdDateTime"))
+            if when is not None:
+                times.append(when)
+    return markers, min(times, default=None)
 
 
 def fetch(
@@ -797,7 +979,12 @@ def fetch(
             conversation = _get(conversation_url, token, http)
             break
         except ProviderError as exc:
-            if exc.code != "ErrorItemNotFound" or attempt == LAG_ATTEMPTS - 1:
+            left = http.remaining()
+            if (
+                exc.code != "ErrorItemNotFound"
+                or attempt == LAG_ATTEMPTS - 1
+                or (left is not None and left <= LAG_DELAY)
+            ):
                 raise
             _sleep(LAG_DELAY)
     threads = _list(f"{conversation_url}/threads", token, credential, http)

@@ -111,7 +111,8 @@ def redact_body(body: bytes | str, content_type: str = "", secrets: Iterable[str
         pairs = parse_qsl(text, keep_blank_values=True)
         text = urlencode([(k, MASK if k.lower() in SECRET_FORM_KEYS else v) for k, v in pairs], safe="[]")
     elif "json" in ctype or text.lstrip()[:1] in ("{", "["):
-        with contextlib.suppress(ValueError):
+        # A reply nested beyond Python's recursion limit stays raw text (still value-masked below).
+        with contextlib.suppress(ValueError, RecursionError):
             text = json.dumps(redact_data(json.loads(text)), ensure_ascii=False)
     return redact_text(text, secrets)
 

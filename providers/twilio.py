@@ -36,7 +36,12 @@ from providers.base import (
     Summary,
     base_url,
     error_text,
+    reply_leaves_outcome_unknown,
+    request_method,
     require_fields,
+    too_deep,
+    unique_errors,
+    value_errors,
 )
 from providers.http import Http, json_body, retry_after
 
@@ -49,6 +54,8 @@ PARTICIPANTS_PATH = "Participant"
 MAX_PARTICIPANTS = 10
 #: Hooks the Django layer asks (see providers.base.Provider).
 NATURAL_KEY = "UniqueName"
+KEY_IS_UNIQUE = True  # a second create with the same UniqueName is refused (error 50353)
+KEY_PREFIX = "convadmin-"  # UniqueName filled by prepare(key=…) when the body has none
 NOT_DUPLICATED = ("UniqueName",)
 PARTICIPANT_IDENTITY = ("sid", "identity", "messaging_binding.address")
 PAGE_SIZE = 50
@@ -381,18 +388,35 @@ def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else _compact(value)
 
 
+def _not_json(text: str) -> float:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return number
+
+
 def _json_error(value: Any, limit: int, label: str) -> str | None:
+    """Why ``value`` is not strict JSON within ``limit`` bytes: no NaN, Infinity or overflowing numbers."""
     if isinstance(value, str):
         try:
-            json.loads(value)
+            json.loads(value, parse_constant=_not_json, parse_float=_finite)
+        except RecursionError:
+            return f"{label} is nested too deeply."
         except ValueError:
-            return f'{label} must be valid JSON, e.g. {{"order": 123}}.'
+            return (
+                f'{label} must be valid JSON, e.g. {{"order": 123}} (NaN, Infinity and numbers too large '
+                "for JSON are not allowed)."
+            )
         text = value
     elif isinstance(value, dict | list):
         try:
-            text = _compact(value)
-        except (TypeError, ValueError):
-            return f"{label} must be JSON."
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            return f"{label} must be JSON (text, numbers, true/false/null, lists and objects; no NaN)."
     else:
         return f'{label} must be JSON text or a JSON object, e.g. {{"order": 123}}.'
     size = len(text.encode())
@@ -467,7 +491,9 @@ def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldEr
         ]
     if not isinstance(row, Mapping):
         return [FieldError(path, f"Each participant must be an object such as {PARTICIPANT_EXAMPLE}.")]
-    errors: list[FieldError] = []
+    errors = value_errors(row, path)
+    if too_deep(errors):
+        return errors
 
     def add(field: str, message: str | None) -> None:
         if message:
@@ -678,7 +704,9 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
     if not isinstance(body, Mapping):
         example = '{"FriendlyName": "Order 123", "Participant": [{"identity": "alice"}]}'
         return [FieldError("body", f"The body must be a JSON object of Twilio parameters, e.g. {example}.")]
-    errors: list[FieldError] = []
+    errors = value_errors(body)
+    if too_deep(errors):
+        return errors
 
     def add(path: str, message: str) -> None:
         errors.append(FieldError(path, message))
@@ -746,7 +774,7 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
                     "Twilio's IE1 region has chat participants only (no SMS, WhatsApp or Group MMS); use an "
                     "identity, or a US1 credential.",
                 )
-    return errors
+    return unique_errors(errors)
 
 
 # --- body helpers ----------------------------------------------------------------------------------
@@ -769,18 +797,33 @@ def _wire_participant(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def prepare(body: Mapping[str, Any], credential: Credential) -> dict[str, Any]:
-    """The validated body as it will be sent: blanks dropped, State lower-cased, attributes as JSON text."""
+def unique_name_for(key: str) -> str:
+    """The ``UniqueName`` prepare gives a body without one: ``convadmin-<key>``, letters, digits, ``.-_``.
+
+    Twilio documents no character set; this stays within the 256 characters allowed for names and never
+    looks like a conversation SID (50390).
+    """
+    return KEY_PREFIX + re.sub(r"[^A-Za-z0-9._-]", "-", key)[: MAX_NAME - len(KEY_PREFIX)]
+
+
+def prepare(body: Mapping[str, Any], credential: Credential, key: str | None = None) -> dict[str, Any]:
+    """The validated body as it will be sent: blanks dropped, State lower-cased, attributes as JSON text.
+
+    An empty ``UniqueName`` is filled from ``key`` (:func:`unique_name_for`): a create Twilio can then be
+    asked about, and that it refuses to make twice.
+    """
     prepared: dict[str, Any] = {}
-    for key in SCALAR_KEYS:
-        value = body.get(key)
+    for name in SCALAR_KEYS:
+        value = body.get(name)
+        if name == "UniqueName" and not _present(value) and key:
+            value = unique_name_for(key)
         if not _present(value):
             continue
-        if key == "Attributes":
+        if name == "Attributes":
             value = _json_text(value)
-        elif key == "State":
+        elif name == "State":
             value = value.lower()
-        prepared[key] = value
+        prepared[name] = value
     rows = body.get(PARTICIPANTS_PATH)
     if rows:
         prepared[PARTICIPANTS_PATH] = [_wire_participant(row) for row in rows]
@@ -929,7 +972,13 @@ def _sid_of(response: httpx.Response, what: str) -> tuple[dict[str, Any], str]:
 
 
 def create(body: Mapping[str, Any], credential: Credential, http: Http) -> Created:
-    """Create the conversation; after participants were sent, read it back (they are added asynchronously)."""
+    """Create the conversation; after participants were sent, read it back (they are added asynchronously).
+
+    Once the create may have been processed nothing reports a plain failure: a reply without a SID is an
+    unknown outcome, a failed read-back still returns the conversation created, and a conversation Twilio
+    closed (its participants failed) is a failure that names it (``existing_id``) and is not retried
+    automatically.
+    """
     _authorize(credential, http)
     response = http.send(build_request(body, credential))
     raise_for_response(response)
@@ -957,14 +1006,19 @@ def create(body: Mapping[str, Any], credential: Credential, http: Http) -> Creat
             f"addresses and proxy addresses, then try again.{taken}",
             code=50427,
             status=response.status_code,
-            permanent=False,
+            permanent=True,  # it exists (closed): a person decides whether to create another
             existing_id=sid,
         )
     return created
 
 
-def lookup(body: Mapping[str, Any], credential: Credential, http: Http) -> Created | None:
-    """After an unknown outcome: the conversation with the body's ``UniqueName``; None without one or if absent."""
+def lookup(
+    body: Mapping[str, Any], credential: Credential, http: Http, *, sent_at: datetime | None = None
+) -> Created | None:
+    """After an unknown outcome: the conversation with the body's ``UniqueName``; None without one or if absent.
+
+    A unique name is unique in the service, so what is found is this conversation (``sent_at`` unused).
+    """
     unique = body.get("UniqueName") if isinstance(body, Mapping) else None
     if not isinstance(unique, str) or not unique:
         return None
@@ -1093,10 +1147,7 @@ def raise_for_response(response: httpx.Response) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    try:
-        method = response.request.method
-    except RuntimeError:
-        method = ""
+    method = request_method(response)
     data = json_body(response)
     code: int | None = None
     more_info = ""
@@ -1110,7 +1161,8 @@ def raise_for_response(response: httpx.Response) -> None:
             f": {snippet}" if snippet else "."
         )
     hint = HINTS.get(code or 0, "")
-    unknown = status >= 500 and method == "POST"
+    # A 4xx is a refusal (or a 429 before processing); on a create, anything else may have created it.
+    unknown = method == "POST" and reply_leaves_outcome_unknown(status)
     if status >= 500:
         hint = (
             f"Twilio had a problem on its side (HTTP {status}); the conversation may or may not have been "

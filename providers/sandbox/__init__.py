@@ -33,10 +33,13 @@ HighLevel ``contactId`` (alphanumerics only, e.g. ``fail500AAAAAAAAAAAAA``); Gra
   (needs a ``UniqueName`` to be found later); HighLevel 400 ``Conversation with the contact
   id:<id> already exists!``; Graph 409 ``nameAlreadyExists`` (sandbox-only, Graph has no such check).
 - ``invalid-json``: created, and the success status comes back with a truncated JSON body.
+- ``drip``: created, and the reply's body goes out one byte every ``drip_seconds`` (default 1 s):
+  every read is within the read timeout, the whole reply takes minutes; only a deadline ends it.
 
 Mixin user ids that trigger (for CONTACT conversations, which have no name):
 ``00000000-0000-4000-8000-000000000500`` fail-500, ``…000000000429`` rate-limit,
-``…000000000409`` duplicate, ``…000000000bad`` invalid-json, ``…000000000408`` slow.
+``…000000000409`` duplicate, ``…000000000bad`` invalid-json, ``…000000000408`` slow,
+``…0000000000d1`` drip.
 
 Run it with ``python -m providers.sandbox [--port N] [--seed S] [--credentials-out FILE]``;
 see ``providers/sandbox/README.md``.

@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--slow-seconds", type=float, default=25.0, help="how long the 'slow' trigger holds a reply"
     )
+    parser.add_argument(
+        "--drip-seconds", type=float, default=1.0, help="the pause between the bytes of a 'drip' reply"
+    )
     parser.add_argument("--credentials-out", type=Path, help="write the credentials JSON here (mode 0600)")
     parser.add_argument(
         "--variants", action="store_true", help="also write twilio-api-key and highlevel-oauth credentials"
@@ -42,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(message)s",
         stream=sys.stderr,
     )
-    sandbox = Sandbox(args.host, args.port, seed=args.seed, slow_seconds=args.slow_seconds)
+    sandbox = Sandbox(
+        args.host, args.port, seed=args.seed, slow_seconds=args.slow_seconds, drip_seconds=args.drip_seconds
+    )
     try:
         sandbox.start()
     except OSError as exc:

@@ -215,7 +215,9 @@ class HighLevelApi:
         }
         if trigger == "invalid-json":
             return broken_json_reply(201, body)
-        return json_reply(201, body)
+        reply = json_reply(201, body)
+        reply.drip = trigger == "drip"
+        return reply
 
     def _store(self, location: str, contact_id: str, created: datetime) -> dict[str, Any]:
         conversation = {

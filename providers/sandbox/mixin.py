@@ -33,6 +33,7 @@ TRIGGER_USER_IDS = {
     "00000000-0000-4000-8000-000000000409": "duplicate",
     "00000000-0000-4000-8000-000000000bad": "invalid-json",
     "00000000-0000-4000-8000-000000000408": "slow",
+    "00000000-0000-4000-8000-0000000000d1": "drip",
 }
 UNAUTHORIZED = "Unauthorized, maybe invalid token."
 INVALID_FIELD = "The request data has invalid field."
@@ -223,7 +224,9 @@ class MixinApi:
             self.sandbox.hold()
         if trigger == "invalid-json":
             return broken_json_reply(200, {"data": conversation})
-        return json_reply(200, {"data": conversation})
+        reply = json_reply(200, {"data": conversation})
+        reply.drip = trigger == "drip"
+        return reply
 
     def _new_conversation(
         self, body: dict[str, Any], conversation_id: str, created: datetime

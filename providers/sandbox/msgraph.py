@@ -467,7 +467,8 @@ class GraphApi:
                     request, f"{context}/conversations('{conversation['id']}')/threads", threads
                 )
         if method == "GET" and rest[:1] == ("threads",) and len(rest) == 3 and rest[2] == "posts" and thread:
-            return self._page(request, f"{context}/threads('{thread['id']}')/posts", list(thread["posts"]))
+            posts = [self._expanded(request, post) for post in thread["posts"]]
+            return self._page(request, f"{context}/threads('{thread['id']}')/posts", posts)
         if rest[:1] in (("conversations",), ("threads",)) and len(rest) >= 2:
             return self._error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         return self._error(
@@ -519,12 +520,26 @@ class GraphApi:
         except ValueError:
             return self._error(400, "BadRequest", "Invalid $top or $skip value.")
         fields = self._fields(request)
-        page = [{k: v for k, v in i.items() if k in fields or k == "id"} if fields else i for i in items]
+        kept = {"id", "singleValueExtendedProperties"}  # an expanded property survives $select
+        page = [{k: v for k, v in i.items() if k in fields or k in kept} if fields else i for i in items]
         body: dict[str, Any] = {"@odata.context": context, "value": page[skip : skip + top]}
         if skip + top < len(items):
             params = {"$top": top, "$skip": skip + top} | ({"$select": ",".join(fields)} if fields else {})
             body["@odata.nextLink"] = f"{self.base}{request.path}?{urlencode(params)}"
         return json_reply(200, body)
+
+    @staticmethod
+    def _expanded(request: Request, post: dict[str, Any]) -> dict[str, Any]:
+        """A post as listed: its extended properties hidden unless ``$expand`` names one by id."""
+        public = {k: v for k, v in post.items() if k != "_properties"}
+        wanted = re.fullmatch(
+            r"singleValueExtendedProperties\(\$filter=id eq '([^']*)'\)", request.arg("$expand") or ""
+        )
+        if wanted:
+            matching = [p for p in post.get("_properties", []) if p.get("id") == wanted.group(1)]
+            if matching:
+                public["singleValueExtendedProperties"] = matching
+        return public
 
     @staticmethod
     def _public(item: dict[str, Any]) -> dict[str, Any]:
@@ -581,7 +596,9 @@ class GraphApi:
             self.sandbox.hold()
         if trigger == "invalid-json":
             return broken_json_reply(201, reply_body)
-        return json_reply(201, reply_body)
+        reply = json_reply(201, reply_body)
+        reply.drip = trigger == "drip"
+        return reply
 
     @staticmethod
     def _invalid(body: Any) -> str | None:
@@ -607,6 +624,12 @@ class GraphApi:
                     address = p.get("emailAddress") if isinstance(p, dict) else None
                     if not isinstance(address, dict) or "@" not in str(address.get("address", "")):
                         return "Invalid value for property 'newParticipants.emailAddress.address'."
+                properties = post.get("singleValueExtendedProperties", [])
+                if not isinstance(properties, list) or not all(
+                    isinstance(p, dict) and isinstance(p.get("id"), str) and isinstance(p.get("value"), str)
+                    for p in properties
+                ):
+                    return "Invalid value for property 'singleValueExtendedProperties'."
         return None
 
     def _store(self, gid: str, body: dict[str, Any], created: datetime) -> dict[str, Any]:
@@ -638,6 +661,11 @@ class GraphApi:
                         "conversationThreadId": thread_id,
                         "conversationId": conversation_id,
                         "newParticipants": post.get("newParticipants") or [],
+                        "_properties": [
+                            {"id": str(p.get("id")), "value": str(p.get("value"))}
+                            for p in post.get("singleValueExtendedProperties") or []
+                            if isinstance(p, dict)
+                        ],
                     }
                 )
             preview = re.sub(r"<[^>]+>", "", posts[0]["body"]["content"])[:255] if posts else ""

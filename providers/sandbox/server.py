@@ -29,7 +29,7 @@ PROVIDERS = ("mixin", "twilio", "highlevel", "msgraph")
 
 #: Trigger words, in priority order; matched case-insensitively inside user-chosen values, ignoring
 #: ``-``, ``_`` and spaces (so ``fail-500``, ``fail500`` and ``FAIL_500`` all match).
-TRIGGERS = ("fail-500", "rate-limit", "duplicate", "invalid-json", "slow")
+TRIGGERS = ("fail-500", "rate-limit", "duplicate", "invalid-json", "slow", "drip")
 
 
 def find_trigger(*values: object) -> str | None:
@@ -86,6 +86,7 @@ class Reply:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json; charset=utf-8"
+    drip: bool = False  # the ``drip`` trigger: the body goes out one byte every ``drip_seconds``
 
 
 def json_reply(status: int, data: Any, headers: dict[str, str] | None = None) -> Reply:
@@ -165,11 +166,23 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
-            if self.command != "HEAD":
+            if self.command != "HEAD" and reply.drip:
+                self._drip(reply.body, api.sandbox)  # type: ignore[attr-defined]
+            elif self.command != "HEAD":
                 self.wfile.write(reply.body)
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up first (the ``slow`` trigger): the work is done, nobody listens.
             self.close_connection = True
+
+    def _drip(self, body: bytes, sandbox: Sandbox) -> None:
+        """Each byte within any read timeout, the whole reply far beyond it: only a deadline stops the wait."""
+        self.wfile.flush()
+        for index in range(len(body)):
+            self.wfile.write(body[index : index + 1])
+            self.wfile.flush()
+            if sandbox.pause(sandbox.drip_seconds):
+                self.close_connection = True
+                return
 
 
 class _Server(ThreadingHTTPServer):
@@ -187,11 +200,18 @@ class Sandbox:
 
     ``port=0`` lets the OS choose each port; ``port=N`` uses N (mixin), N+1 (twilio), N+2
     (highlevel), N+3 (msgraph). ``seed`` makes every credential and key reproducible (random when
-    omitted). ``slow_seconds`` is how long the ``slow`` trigger holds a create's reply.
+    omitted). ``slow_seconds`` is how long the ``slow`` trigger holds a create's reply;
+    ``drip_seconds`` the pause between the bytes of a ``drip`` reply.
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, seed: str | None = None, slow_seconds: float = 25.0
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        seed: str | None = None,
+        slow_seconds: float = 25.0,
+        drip_seconds: float = 1.0,
     ):
         from providers.sandbox import highlevel, mixin, msgraph, twilio
 
@@ -199,6 +219,7 @@ class Sandbox:
         self.port = port
         self.seed = seed if seed is not None else secrets.token_hex(16)
         self.slow_seconds = slow_seconds
+        self.drip_seconds = drip_seconds
         self._token_key = self.derive("sandbox:token-key")
         self._stopping = threading.Event()
         self._servers: dict[str, _Server] = {}
@@ -322,3 +343,7 @@ class Sandbox:
     def hold(self) -> None:
         """The ``slow`` trigger's pause; cut short by :meth:`stop`."""
         self._stopping.wait(self.slow_seconds)
+
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds``; True when the sandbox is stopping (cut short)."""
+        return self._stopping.wait(seconds)

@@ -196,7 +196,9 @@ class TwilioApi:
             self.sandbox.hold()
         if trigger == "invalid-json":
             return broken_json_reply(status, conversation)
-        return json_reply(status, conversation)
+        reply = json_reply(status, conversation)
+        reply.drip = trigger == "drip"
+        return reply
 
     def _check_settings(self, one: Any) -> Reply | None:
         unique_name = one("UniqueName")

@@ -719,7 +719,8 @@ def test_it_maps_an_error_inside_a_202_body(code, permanent, cred):
     assert caught.value.code == str(code)
     assert caught.value.status == 202
     assert caught.value.permanent is permanent
-    assert caught.value.outcome_unknown is False
+    # A documented refusal or a 429 created nothing; a server error may come after the work was done.
+    assert caught.value.outcome_unknown is (code in (500, 7000, 7001))
 
 
 def test_an_error_body_with_http_200_is_a_failure(cred):
@@ -759,6 +760,7 @@ def test_a_5xx_without_json_is_a_retryable_server_error(cred):
         mixin.create(mixin.prepare(contact(), cred), cred, make_http(cred, handler))
     assert "server error (HTTP 502)" in caught.value.message
     assert caught.value.permanent is False
+    assert caught.value.outcome_unknown is True
 
 
 def test_a_5xx_with_an_error_body_keeps_mixins_message(cred):
@@ -766,6 +768,7 @@ def test_a_5xx_with_an_error_body_keeps_mixins_message(cred):
     with pytest.raises(ProviderError) as caught:
         mixin.create(mixin.prepare(contact(), cred), cred, make_http(cred, handler))
     assert (caught.value.message, caught.value.permanent) == ("Internal Server Error", False)
+    assert caught.value.outcome_unknown is True
 
 
 def test_a_2xx_that_is_not_json_is_malformed(cred):
@@ -774,6 +777,21 @@ def test_a_2xx_that_is_not_json_is_malformed(cred):
         mixin.create(mixin.prepare(contact(), cred), cred, make_http(cred, handler))
     assert "not JSON" in caught.value.message
     assert caught.value.code == "malformed"
+    assert caught.value.outcome_unknown is True  # the body carries our conversation_id: look it up
+
+
+def test_a_2xx_whose_error_is_not_an_object_leaves_the_outcome_unknown(cred):
+    handler, _ = serve((200, {"error": "something"}))
+    with pytest.raises(ProviderError) as caught:
+        mixin.create(mixin.prepare(contact(), cred), cred, make_http(cred, handler))
+    assert caught.value.outcome_unknown is True
+
+
+def test_a_read_that_is_not_json_is_no_unknown_outcome(cred):
+    handler, _ = serve((200, b"not json"))
+    with pytest.raises(ProviderError) as caught:
+        mixin.check(cred, make_http(cred, handler))
+    assert (caught.value.code, caught.value.outcome_unknown) == ("malformed", False)
 
 
 def test_a_2xx_without_data_is_malformed(cred):
@@ -781,13 +799,14 @@ def test_a_2xx_without_data_is_malformed(cred):
     with pytest.raises(ProviderError) as caught:
         mixin.create(mixin.prepare(contact(), cred), cred, make_http(cred, handler))
     assert "without a data object" in caught.value.message
+    assert caught.value.outcome_unknown is True
 
 
 def test_a_4xx_without_an_error_body_is_a_failure(cred):
     handler, _ = serve((403, {"message": "nope"}))
     with pytest.raises(ProviderError) as caught:
         mixin.create(mixin.prepare(contact(), cred), cred, make_http(cred, handler))
-    assert (caught.value.status, caught.value.permanent) == (403, True)
+    assert (caught.value.status, caught.value.permanent, caught.value.outcome_unknown) == (403, True, False)
 
 
 def test_a_read_timeout_on_create_leaves_the_outcome_unknown(cred):

@@ -7,13 +7,13 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 
 import httpx
 import pytest
 
 from providers import msgraph
-from providers.base import Credential, InvalidCredential, ProviderError
+from providers.base import Credential, InvalidCredential, LookupAmbiguous, ProviderError
 from providers.http import Http
 from providers.redact import secret_forms
 
@@ -745,11 +745,19 @@ def test_it_summarizes_topic_and_addresses() -> None:
 def test_it_round_trips_the_form() -> None:
     for body in (
         BODY,
-        prepared(),
         body_with(newParticipants=[{"emailAddress": {"address": "a@contoso.com"}}]),
     ):
         fields, rows = msgraph.fields_from_body(body)
         assert msgraph.body_from_fields(fields, rows) == body
+
+
+def test_the_form_of_a_prepared_body_leaves_its_marker_out() -> None:
+    # "Duplicate as new" goes through the form: the copy gets a marker of its own when prepared.
+    body = prepared()
+    fields, rows = msgraph.fields_from_body(body)
+    again = msgraph.body_from_fields(fields, rows)
+    assert msgraph.marker_of(again) is None
+    assert again == {**BODY, "groupId": GROUP}
 
 
 def test_it_drops_blank_rows_and_blank_optional_values_from_the_form() -> None:
@@ -781,7 +789,7 @@ def test_it_drops_blank_rows_and_blank_optional_values_from_the_form() -> None:
 def test_it_sends_the_exact_create_request() -> None:
     cred = credential()
     fake = FakeMicrosoft({f"POST /v1.0/groups/{OTHER_GROUP}/conversations": (201, CREATED)})
-    body = msgraph.prepare({**BODY, "groupId": OTHER_GROUP}, cred)
+    body = msgraph.prepare({**BODY, "groupId": OTHER_GROUP}, cred, key="record-42")
     msgraph.create(body, cred, http_for(cred, fake))
     _, request = fake.requests
     assert request.method == "POST"
@@ -792,8 +800,29 @@ def test_it_sends_the_exact_create_request() -> None:
     uuid.UUID(request.headers["client-request-id"])
     assert request.content == (
         b'{"topic":"Order 123","threads":[{"posts":[{"body":{"contentType":"text","content":"Kick-off"},'
-        b'"newParticipants":[{"emailAddress":{"name":"Adele Vance","address":"AdeleV@contoso.com"}}]}]}]}'
+        b'"newParticipants":[{"emailAddress":{"name":"Adele Vance","address":"AdeleV@contoso.com"}}],'
+        b'"singleValueExtendedProperties":[{"id":"String {8c7a3b1e-5d2f-4e6a-9b0c-1f2e3d4c5b6a} Name '
+        b'convadmin-key","value":"record-42"}]}]}]}'
     )
+
+
+def test_prepare_marks_the_first_post_with_the_key_or_a_fresh_uuid_kept_by_a_retry() -> None:
+    cred = credential()
+    assert msgraph.marker_of(msgraph.prepare(BODY, cred, key="record-7")) == "record-7"
+    fresh = msgraph.prepare(BODY, cred)
+    uuid.UUID(msgraph.marker_of(fresh))
+    assert msgraph.marker_of(msgraph.prepare(BODY, cred)) != msgraph.marker_of(fresh)
+    # A retry sends the stored (prepared) body again: it validates and keeps its marker.
+    assert msgraph.validate(fresh) == []
+    assert msgraph.marker_of(msgraph.prepare(fresh, cred)) == msgraph.marker_of(fresh)
+
+
+def test_it_accepts_only_its_own_marker_property() -> None:
+    other = [{"id": "String {00020329-0000-0000-c000-000000000046} Name x", "value": "v"}]
+    assert paths(body_with(singleValueExtendedProperties=other)) == {
+        msgraph.MARKER_PATH: paths(body_with(singleValueExtendedProperties=[]))[msgraph.MARKER_PATH]
+    }
+    assert "Only the marker" in paths(body_with(singleValueExtendedProperties="x"))[msgraph.MARKER_PATH]
 
 
 def test_it_sends_unicode_as_utf8() -> None:
@@ -912,7 +941,8 @@ def test_it_waits_the_fractional_retry_after_when_throttled() -> None:
     assert not exc.value.outcome_unknown
 
 
-@pytest.mark.parametrize(("status", "unknown"), [(503, False), (504, False), (500, True), (502, True)])
+# Any 5xx on a create may come after the work was done (a 504 gateway gave up waiting, say).
+@pytest.mark.parametrize(("status", "unknown"), [(503, True), (504, True), (500, True), (502, True)])
 def test_it_treats_server_errors_as_retryable(status: int, unknown: bool) -> None:
     cred = credential()
     fake = FakeMicrosoft(create_route(status, {"error": {"code": "serviceNotAvailable", "message": "Busy."}}))
@@ -977,25 +1007,119 @@ def test_a_refused_connection_is_retryable_and_sent_nothing() -> None:
 # --- lookup ---------------------------------------------------------------------------------------
 
 
-def test_it_looks_up_the_newest_conversation_with_the_topic_across_pages() -> None:
-    cred = credential()
-    base = f"/v1.0/groups/{GROUP}/conversations"
-    page1 = {
-        "value": [
-            {"id": "old=", "topic": "Order 123", "lastDeliveredDateTime": "2026-01-01T10:00:00Z"},
-            {"id": "other=", "topic": "Order 124", "lastDeliveredDateTime": "2026-03-01T10:00:00Z"},
-        ],
-        "@odata.nextLink": f"{GRAPH}{base}?$select=id,topic,lastDeliveredDateTime&$skiptoken=abc",
+CONVERSATIONS = f"/v1.0/groups/{GROUP}/conversations"
+SENT_AT = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
+
+
+def candidate(cid: str, delivered: str = "2026-02-01T10:00:00Z") -> dict[str, Any]:
+    return {"id": cid, "topic": "Order 123", "lastDeliveredDateTime": delivered}
+
+
+def candidate_routes(cid: str, marker: str | None, created: str = "2026-02-01T09:00:05Z") -> dict[str, Route]:
+    """A conversation with one thread whose one post carries ``marker`` (None: no marker)."""
+    thread = f"T-{cid}"
+    post: dict[str, Any] = {"id": f"P-{cid}", "createdDateTime": created}
+    if marker is not None:
+        post["singleValueExtendedProperties"] = [{"id": msgraph.MARKER_ID, "value": marker}]
+    return {
+        f"GET {CONVERSATIONS}/{quote(cid, safe='=')}/threads": (200, {"value": [{"id": thread}]}),
+        f"GET /v1.0/groups/{GROUP}/threads/{thread}/posts": (200, {"value": [post]}),
     }
-    page2 = {"value": [{"id": CONV, "topic": "Order 123", "lastDeliveredDateTime": "2026-02-01T10:00:00Z"}]}
-    fake = FakeMicrosoft({f"GET {base}": [(200, page1), (200, page2)]})
-    found = msgraph.lookup(prepared(), cred, http_for(cred, fake))
+
+
+def test_it_finds_the_conversation_carrying_its_marker_across_pages() -> None:
+    cred = credential()
+    body = msgraph.prepare(BODY, cred, key="record-42")
+    page1 = {
+        "value": [candidate("newer=", "2026-02-02T10:00:00Z"), {"id": "other=", "topic": "Order 124"}],
+        "@odata.nextLink": f"{GRAPH}{CONVERSATIONS}?$select=id,topic,lastDeliveredDateTime&$skiptoken=abc",
+    }
+    page2 = {"value": [candidate(CONV)]}
+    fake = FakeMicrosoft(
+        {
+            f"GET {CONVERSATIONS}": [(200, page1), (200, page2)],
+            **candidate_routes("newer=", "record-43"),  # another record's conversation, same topic
+            **candidate_routes(CONV, "record-42"),
+        }
+    )
+    found = msgraph.lookup(body, cred, http_for(cred, fake))
     assert found is not None
     assert (found.external_id, found.existed, found.status) == (CONV, True, 200)
-    first, second = fake.graph_requests()
-    assert str(first.url) == f"{GRAPH}{base}?$select=id,topic,lastDeliveredDateTime"
+    first, second, *reads = fake.graph_requests()
+    assert str(first.url) == f"{GRAPH}{CONVERSATIONS}?$select=id,topic,lastDeliveredDateTime"
     assert str(second.url).endswith("&$skiptoken=abc")
     assert first.headers["authorization"] == "Bearer eyJ0eXAi.delegated-1.sig"
+    posts = next(r for r in reads if r.url.path.endswith("/posts"))
+    assert (
+        posts.url.params["$expand"] == f"singleValueExtendedProperties($filter=id eq '{msgraph.MARKER_ID}')"
+    )
+
+
+def test_a_second_create_never_reports_the_first_conversation_with_its_topic() -> None:
+    # Issue 7: the group already has "Order 123" (record 41's); record 42's create timed out before Graph
+    # made anything. The look-up must not claim record 41's conversation.
+    cred = credential()
+    body = msgraph.prepare(BODY, cred, key="record-42")
+    fake = FakeMicrosoft(
+        {f"GET {CONVERSATIONS}": (200, {"value": [candidate(CONV)]}), **candidate_routes(CONV, "record-41")}
+    )
+    assert msgraph.lookup(body, cred, http_for(cred, fake), sent_at=SENT_AT) is None
+
+
+def test_a_candidate_without_a_marker_is_ambiguous() -> None:
+    cred = credential()
+    body = msgraph.prepare(BODY, cred, key="record-42")
+    fake = FakeMicrosoft(
+        {f"GET {CONVERSATIONS}": (200, {"value": [candidate(CONV)]}), **candidate_routes(CONV, None)}
+    )
+    with pytest.raises(LookupAmbiguous) as exc:
+        msgraph.lookup(body, cred, http_for(cred, fake), sent_at=SENT_AT)
+    assert (exc.value.code, exc.value.candidates) == ("ambiguous", [CONV])
+    assert "Check in the group" in exc.value.message
+
+
+def test_conversations_written_before_the_send_are_not_candidates() -> None:
+    cred = credential()
+    body = msgraph.prepare(BODY, cred, key="record-42")
+    fake = FakeMicrosoft(
+        {
+            f"GET {CONVERSATIONS}": (
+                200,
+                {"value": [candidate("stale=", "2026-01-01T10:00:00Z"), candidate(CONV)]},
+            ),
+            # Delivered to after the send (someone replied) but its first post is older: not ours.
+            **candidate_routes(CONV, None, created="2026-01-15T08:00:00Z"),
+        }
+    )
+    assert msgraph.lookup(body, cred, http_for(cred, fake), sent_at=SENT_AT) is None
+    assert not any("stale=" in str(r.url) for r in fake.graph_requests()[1:])
+
+
+def test_a_body_without_a_marker_is_found_only_when_one_candidate_follows_the_send() -> None:
+    cred = credential()
+    body = {**BODY, "groupId": GROUP}  # stored before markers existed
+    one = {f"GET {CONVERSATIONS}": (200, {"value": [candidate(CONV)]}), **candidate_routes(CONV, None)}
+    found = msgraph.lookup(body, cred, http_for(cred, FakeMicrosoft(one)), sent_at=SENT_AT)
+    assert found is not None and found.external_id == CONV
+    with pytest.raises(LookupAmbiguous):  # without the send time nothing proves it
+        msgraph.lookup(body, cred, http_for(cred, FakeMicrosoft(one)))
+    two = {
+        f"GET {CONVERSATIONS}": (200, {"value": [candidate(CONV), candidate("twin=")]}),
+        **candidate_routes(CONV, None),
+        **candidate_routes("twin=", None),
+    }
+    with pytest.raises(LookupAmbiguous) as exc:
+        msgraph.lookup(body, cred, http_for(cred, FakeMicrosoft(two)), sent_at=SENT_AT)
+    assert sorted(exc.value.candidates) == sorted([CONV, "twin="])
+
+
+def test_too_many_candidates_are_ambiguous_without_reading_each() -> None:
+    cred = credential()
+    many = [candidate(f"c{n}=") for n in range(msgraph.MAX_CANDIDATES + 1)]
+    fake = FakeMicrosoft({f"GET {CONVERSATIONS}": (200, {"value": many})})
+    with pytest.raises(LookupAmbiguous):
+        msgraph.lookup(prepared(), cred, http_for(cred, fake))
+    assert len(fake.graph_requests()) == 1
 
 
 def test_it_finds_nothing_when_no_topic_matches() -> None:

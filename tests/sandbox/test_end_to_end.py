@@ -443,3 +443,62 @@ def test_slow_create_times_out_with_an_unknown_outcome_and_lookup_finds_it(sandb
     assert (timed_out.value.code, timed_out.value.outcome_unknown) == ("timeout", True)
     found = module.lookup(prepared, credential, http)
     assert found is not None and found.external_id
+
+
+# -- a job killed and re-run never creates twice -----------------------------------------------------
+def test_graph_never_reports_an_older_conversation_with_the_same_topic(sandbox, connect):
+    credential = credential_for(sandbox, "msgraph")
+    http = connect(credential)
+    topic = f"Order {tag()}"
+    first = msgraph.prepare(graph_body(topic), credential, key=f"record-{tag()}")
+    created = msgraph.create(first, credential, http)
+    # A second record with the same topic whose create never reached Graph:
+    second = msgraph.prepare(graph_body(topic), credential, key=f"record-{tag()}")
+    assert msgraph.lookup(second, credential, http, sent_at=datetime.now(UTC)) is None
+    assert msgraph.lookup(first, credential, http).external_id == created.external_id
+
+
+def test_graph_finds_its_own_timed_out_create_among_same_topic_conversations(sandbox, connect):
+    credential = credential_for(sandbox, "msgraph")
+    topic = f"slow check {tag()}"
+    patient = connect(credential)  # waits out the slow trigger: the earlier conversation is made
+    earlier = msgraph.create(msgraph.prepare(graph_body(topic), credential, key=tag()), credential, patient)
+    http = connect(credential, timeout=SHORT)
+    prepared = msgraph.prepare(graph_body(topic), credential, key=tag())
+    sent_at = datetime.now(UTC)
+    with pytest.raises(ProviderError) as timed_out:
+        msgraph.create(prepared, credential, http)
+    assert timed_out.value.outcome_unknown
+    found = msgraph.lookup(prepared, credential, http, sent_at=sent_at)
+    assert found is not None and found.external_id != earlier.external_id
+
+
+def test_twilio_fills_the_unique_name_from_the_key_so_a_resend_cannot_duplicate(sandbox, connect):
+    credential = credential_for(sandbox, "twilio")
+    http = connect(credential)
+    key = tag()
+    body = {**twilio_body(), "UniqueName": ""}
+    prepared = twilio.prepare(body, credential, key=key)
+    assert prepared["UniqueName"] == f"convadmin-{key}"
+    created = twilio.create(prepared, credential, http)
+    assert twilio.lookup(prepared, credential, http).external_id == created.external_id
+    with pytest.raises(ProviderError) as again:  # a job re-sending after a look-up missed it
+        twilio.create(twilio.prepare(body, credential, key=key), credential, http)
+    assert (again.value.code, again.value.outcome_unknown) == ("50353", False)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_deadline_ends_a_dripping_create_with_an_unknown_outcome_that_lookup_settles(
+    sandbox, connect, provider
+):
+    module, credential = providers.get(provider), credential_for(sandbox, provider)
+    http = connect(credential)  # the ordinary 20 s read timeout: each byte comes well within it
+    prepared = valid(module, trigger_body(provider, "drip"), credential)
+    http.set_deadline(0.8)  # covers Graph's token refresh and the create together
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as late:
+        module.create(prepared, credential, http)
+    assert time.monotonic() - started < 0.8 + 0.5  # without it: one byte a second, for minutes
+    assert (late.value.code, late.value.outcome_unknown) == ("deadline", True)
+    http.set_deadline(None)
+    assert module.lookup(prepared, credential, http) is not None
