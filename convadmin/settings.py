@@ -203,6 +203,11 @@ if env.bool("BEHIND_PROXY", default=False):
 # Outbound provider calls.
 PROVIDER_TIMEOUT = env.float("PROVIDER_TIMEOUT", default=20.0)
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=5.0)
+#: Wall-clock limit of one provider session (a create with its token refresh and read-back; a look-up gets its
+#: own), whatever a slow or dripping provider does. A job holds a record for twice this plus a margin.
+PROVIDER_DEADLINE = env.float("PROVIDER_DEADLINE", default=45.0)
+#: How long after an unknown outcome the settle job looks the conversation up again (replication lag).
+SETTLE_DELAY = env.int("SETTLE_DELAY", default=120)
 #: Microsoft sign-in redirect base, e.g. https://convadmin.example.com (defaults to the request's host).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 #: Hosts a credential's base_url / login_url may name besides each provider's own and loopback, e.g.
@@ -233,6 +238,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBIL
 #: Periodic jobs `manage.py jobs_clock` enqueues: task path -> every N seconds.
 JOBS_SCHEDULE = {
     "convadmin.jobs.tasks.heartbeat": 60,
+    "convadmin.conversations.tasks.settle_conversations": 60,
     "convadmin.jobs.tasks.prune_task_results": 24 * 3600,
 }
 #: Finished task results older than this are deleted by the daily prune job (database backend).

@@ -50,6 +50,7 @@ class Exchange:
     error: str = ""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     truncated: bool = False
+    purpose: str = "create"  # what the caller was doing: create, lookup, refresh, check, sign-in
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,7 +186,8 @@ class Http:
     """Sends requests for one credential and keeps the redacted record of every exchange.
 
     ``secrets`` are the credential's known secret values; providers add the tokens they obtain at run
-    time with :meth:`add_secret`. ``exchanges`` holds every exchange, also when a call raised.
+    time with :meth:`add_secret`. ``exchanges`` holds every exchange, also when a call raised, each
+    tagged with the ``purpose`` the session had when it was sent (set ``http.purpose`` between steps).
 
     ``deadline`` (seconds) bounds the whole session by wall-clock time from now: every exchange of a
     multi-call operation (a token refresh and the create, a create and its read-back) shares it. Passing
@@ -201,8 +203,10 @@ class Http:
         client: httpx.Client | None = None,
         timeout: httpx.Timeout = TIMEOUT,
         deadline: float | None = None,
+        purpose: str = "create",
     ):
         self.client = client or make_client(transport, timeout)
+        self.purpose = purpose
         if client is not None:
             _bound(getattr(client, "_transport", None))
         self.timeout = timeout
@@ -253,6 +257,7 @@ class Http:
             request_body=req_text,
             request_size=len(body),
             truncated=truncated,
+            purpose=self.purpose,
         )
         self.exchanges.append(exchange)
         start = time.perf_counter()

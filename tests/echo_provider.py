@@ -8,6 +8,7 @@ Its API is a JSON ``POST {base_url}/v1/conversations`` with a bearer token, mock
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -33,6 +34,7 @@ URL_HOSTS = {"base_url": ("api.echo.test",)}
 PARTICIPANTS_PATH = "members"
 MAX_PARTICIPANTS = 3
 NATURAL_KEY = "ref"
+KEY_IS_UNIQUE = True
 NOT_DUPLICATED = ("ref",)
 PARTICIPANT_IDENTITY = ("handle",)
 PREVIEW_HINT = "Echo repeats what it is sent."
@@ -66,7 +68,7 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
     return errors
 
 
-def prepare(body: Mapping[str, Any], credential: Credential) -> dict[str, Any]:
+def prepare(body: Mapping[str, Any], credential: Credential, key: str | None = None) -> dict[str, Any]:
     return {key: value for key, value in body.items() if value not in (None, "", [])}
 
 
@@ -122,7 +124,9 @@ def create(body: Mapping[str, Any], credential: Credential, http: Http) -> Creat
     return _created(json_body(response) or {}, response.status_code)
 
 
-def lookup(body: Mapping[str, Any], credential: Credential, http: Http) -> Created | None:
+def lookup(
+    body: Mapping[str, Any], credential: Credential, http: Http, *, sent_at: datetime | None = None
+) -> Created | None:
     url = f"{base_url(credential, DEFAULT_BASE_URL)}/v1/conversations?ref={body[NATURAL_KEY]}"
     response = http.send(httpx.Request("GET", url, headers=_headers(credential)))
     raise_for_response(response)

@@ -35,7 +35,6 @@ from convadmin.lists.export import streaming_response
 from convadmin.lists.keyset import decode_cursor, keyset_page
 from convadmin.lists.views import fragment_or_page, render_list
 from providers import NAMES as PROVIDER_LABELS
-from providers.base import ProviderError
 
 LIST_FIELDS = (
     "id",
@@ -207,7 +206,7 @@ def _exchanges(conversation: Conversation) -> list[Exchange]:
 
 def _detail_context(conversation: Conversation) -> dict[str, Any]:
     response = conversation.response_body if isinstance(conversation.response_body, dict) else {}
-    existing_id = response.get("existing_conversation_id") or ""
+    existing_id = conversation.existing_conversation_id
     existing_local = None
     if existing_id:
         existing_local = (
@@ -229,11 +228,14 @@ def _detail_context(conversation: Conversation) -> dict[str, Any]:
         "existing_local": existing_local,
         "advice": services.failure_advice(conversation),
         "unknown_reason": services.unknown_reason(conversation),
-        "can_retry": conversation.status == Status.FAILED
-        and not (services.may_exist(conversation) and services.natural_key(conversation) is None),
-        "can_check": services.can_check_with_provider(conversation),
+        "can_retry": not services.action_refusal(conversation, "retry"),
+        "can_check": services.can_check_with_provider(conversation) and not services.busy(conversation),
         "natural_key": providers.get(conversation.provider).NATURAL_KEY,
-        "can_refresh": conversation.status == Status.CREATED and bool(conversation.external_id),
+        "can_refresh": not services.action_refusal(conversation, "refresh"),
+        "busy": services.busy(conversation),
+        "working": services.LABELS.get(conversation.action, "") if services.busy(conversation) else "",
+        "creating": conversation.action == "create" and services.in_flight(conversation),
+        "last_action": conversation.action_result,
     }
 
 
@@ -266,29 +268,6 @@ def exchange_body(request: HttpRequest, pk: int, exchange_id: int, part: str) ->
     return response
 
 
-def refresh_summary(result: dict[str, Any], paths: tuple[str, ...]) -> list[tuple[str, str]]:
-    """What a refresh found, as ``(name, text)`` lines: participants (identified by ``paths``) added, removed,
-    changed field by field."""
-    lines = []
-    if result.get("added"):
-        lines.append(("Added", ", ".join(services.participant_key(p, paths) for p in result["added"])))
-    if result.get("removed"):
-        lines.append(("Removed", ", ".join(services.participant_key(p, paths) for p in result["removed"])))
-    for change in result.get("changed") or []:
-        fields = "; ".join(
-            f"{name}: {_plain(v.get('before'))} → {_plain(v.get('after'))}"
-            for name, v in change["fields"].items()
-        )
-        lines.append((f"Changed {change['participant']}", fields))
-    return lines
-
-
-def _plain(value: Any) -> str:
-    return (
-        "—" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    )
-
-
 def _after_action(
     request: HttpRequest,
     conversation: Conversation,
@@ -311,71 +290,50 @@ def _after_action(
     return redirect("conversation_detail", pk=conversation.pk)
 
 
-#: What the services raise when an action does not apply or the provider cannot answer.
-ACTION_ERRORS = (services.ActionRefused, services.CallFailed, services.ValidationFailed, ProviderError)
+def _start(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Queue ``action`` on the record; show its outcome if the job has run already, else the record
+    following the job live (it polls until the job is done)."""
+    conversation = _get_conversation(pk)
+    try:
+        services.start_action(conversation, action, acting_user=request.user, ip=client_ip(request))
+    except services.ActionRefused as exc:
+        return _after_action(request, conversation, error=f"{services.FAILED_PREFIX[action]}{exc}")
+    conversation = _get_conversation(pk)
+    if services.busy(conversation):
+        if not request.htmx:
+            messages.info(request, f"{services.LABELS[action]}: the outcome appears here when it is done.")
+        return _after_action(request, conversation)
+    result = conversation.action_result
+    retried = result.get("record")
+    if action == "retry" and retried:
+        level = messages.success if result.get("ok") else messages.error
+        if result.get("level") == "warning":
+            level = messages.warning
+        level(request, result.get("notice") or result.get("error", ""))
+        url = reverse("conversation_detail", args=[retried])
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return _after_action(
+        request,
+        conversation,
+        notice=result.get("notice", ""),
+        error=result.get("error", ""),
+        differences=[tuple(line) for line in result.get("differences") or []],
+    )
 
 
 @role_required(CREATORS)
 @require_POST
 def conversation_refresh(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = _get_conversation(pk)
-    try:
-        result = services.do_refresh_conversation(
-            conversation, acting_user=request.user, ip=client_ip(request)
-        )
-    except ACTION_ERRORS as exc:
-        return _after_action(request, conversation, error=str(exc))
-    differences = refresh_summary(result, providers.get(conversation.provider).PARTICIPANT_IDENTITY)
-    count = len(result.get("current") or [])
-    notice = f"Refreshed from the provider: {count} participant{'s' if count != 1 else ''}" + (
-        ", with the changes below." if differences else "; nothing changed since the last read."
-    )
-    return _after_action(request, conversation, notice=notice, differences=differences)
+    return _start(request, pk, "refresh")
 
 
 @role_required(CREATORS)
 @require_POST
 def conversation_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = _get_conversation(pk)
-    try:
-        result = services.do_retry_conversation(conversation, acting_user=request.user, ip=client_ip(request))
-    except ACTION_ERRORS as exc:
-        return _after_action(request, conversation, error=f"Not retried: {exc}")
-    if result.pk == conversation.pk:
-        return _after_action(
-            request,
-            conversation,
-            notice="The provider already had this conversation (found by its natural key): this record is now "
-            f"{result.get_status_display().lower()} and nothing was sent again.",
-        )
-    url = reverse("conversation_detail", args=[result.pk])
-    if result.status == Status.CREATED:
-        messages.success(request, f"Retried as record {result.pk} (retry of {conversation.pk}): created.")
-    elif result.status == Status.FAILED:
-        messages.error(
-            request,
-            f"The retry failed too: record {result.pk} (retry of {conversation.pk}) was not created. "
-            "Its error is below.",
-        )
-    else:
-        messages.warning(
-            request, f"Retried as record {result.pk} (retry of {conversation.pk}): still pending."
-        )
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return _start(request, pk, "retry")
 
 
 @role_required(CREATORS)
 @require_POST
 def conversation_check(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = _get_conversation(pk)
-    try:
-        result = services.do_check_with_provider(
-            conversation, acting_user=request.user, ip=client_ip(request)
-        )
-    except ACTION_ERRORS as exc:
-        return _after_action(request, conversation, error=f"Not checked: {exc}")
-    if result.status == Status.CREATED:
-        notice = f"Checked with the provider: it has this conversation ({result.external_id}); the record is now created."
-    else:
-        notice = "Checked with the provider: it does not have this conversation. Nothing was created; you can retry."
-    return _after_action(request, result, notice=notice)
+    return _start(request, pk, "check")

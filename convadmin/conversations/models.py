@@ -44,6 +44,19 @@ class Conversation(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_status = models.PositiveSmallIntegerField(null=True, blank=True)
     outcome_unknown = models.BooleanField(default=False)
+    #: What a look-up after an unknown outcome found: {"result": found|not_found|ambiguous|impossible|error, "message"}.
+    lookup = models.JSONField(default=dict, blank=True)
+    #: The conversation the provider already had when it refused a duplicate (HighLevel's contact).
+    existing_conversation_id = models.CharField(max_length=255, blank=True)
+    #: Jobs: the action queued or running on this record ("" when idle), until when a worker holds it, how
+    #: many create calls were started (a second one looks the first up before sending), when the last was
+    #: sent, when the settle job looks at an unknown outcome again, and the last action's result for the page.
+    action = models.CharField(max_length=16, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    settle_after = models.DateTimeField(null=True, blank=True)
+    action_result = models.JSONField(default=dict, blank=True)
     idempotency_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
@@ -61,6 +74,13 @@ class Conversation(models.Model):
             models.Index(fields=["credential", "-created_at", "-id"], name="conv_credential_created"),
             models.Index(fields=["created_by", "-created_at", "-id"], name="conv_creator_created"),
             models.Index(fields=["external_id"], name="conv_external_id"),
+            models.Index(fields=["settle_after"], name="conv_settle_after"),
+        ]
+        constraints = [
+            # Two Retry clicks make one retry: a failed record has at most one attempt that is not failed.
+            models.UniqueConstraint(
+                fields=["retry_of"], condition=~models.Q(status="failed"), name="conv_one_live_retry"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -6,6 +6,7 @@ from convadmin.conversations import inspect, views
 urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("new/", views.new_conversation, name="conversation_new"),
+    path("new/status/<int:pk>/", views.create_status, name="conversation_create_status"),
     path("", inspect.conversation_list, name="conversations"),
     path("<int:pk>/", inspect.conversation_detail, name="conversation_detail"),
     path("export/", inspect.conversation_export, name="conversation_export"),

@@ -19,7 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 from django_htmx.http import push_url, reswap, retarget
 
 import providers
@@ -447,7 +447,7 @@ def _preview(
     body, row_of = _body(page, fields, rows)
     assert page.credential is not None
     try:
-        page.preview = services.preview_request(body, page.credential)
+        page.preview = services.preview_request(body, page.credential, key=page.idempotency_key)
     except services.ValidationFailed as exc:
         _apply_errors(page, exc.errors, row_of)
         response = _render(request, page, "step2")
@@ -512,15 +512,14 @@ def _submit(
             )
         return redirect("conversation_detail", conversation.pk)
     page.result = conversation
-    if conversation.status != Status.CREATED:
+    if conversation.status == Status.FAILED:
         # The key is spent on this failed attempt: a corrected form must be able to try again.
         page.idempotency_key = str(uuid.uuid4())
     return _render(request, page, "step2", **_result_context(conversation))
 
 
 def _result_context(conversation: Conversation) -> dict[str, Any]:
-    response = conversation.response_body if isinstance(conversation.response_body, dict) else {}
-    existing_id = response.get("existing_conversation_id")
+    existing_id = conversation.existing_conversation_id
     existing = (
         Conversation.objects.filter(
             provider=conversation.provider, external_id=existing_id, status=Status.CREATED
@@ -532,7 +531,22 @@ def _result_context(conversation: Conversation) -> dict[str, Any]:
     )
     return {
         "advice": services.failure_advice(conversation),
-        "lookup": response.get("lookup") if isinstance(response.get("lookup"), dict) else None,
+        "lookup": conversation.lookup or None,
         "existing_id": existing_id,
         "existing_record": existing,
     }
+
+
+@role_required(CREATORS)
+@require_safe
+def create_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """The new-conversation page's outcome panel for record ``pk``: polled while its create job runs."""
+    conversation = get_object_or_404(Conversation.objects.select_related("credential"), pk=pk)
+    page = _choose(conversation.provider, str(conversation.credential_id), enabled_only=False)
+    page.result = conversation
+    context = {"page": page, "form_url": page.url(), **_result_context(conversation)}
+    if conversation.status == Status.FAILED:
+        context["new_key"] = str(
+            uuid.uuid4()
+        )  # the failed attempt spent the form's key: a corrected form sends anew
+    return render(request, f"{TEMPLATE}#result", context)

@@ -48,7 +48,12 @@ def check_destinations(credential: Credential) -> None:
 
 @contextmanager
 def provider_session(
-    credential: Credential, *, acting_user: Any = None, ip: str | None = None, audit_rotation: bool = True
+    credential: Credential,
+    *,
+    acting_user: Any = None,
+    ip: str | None = None,
+    audit_rotation: bool = True,
+    purpose: str = "create",
 ) -> Iterator[tuple[ProviderCredential, Http]]:
     """The decrypted provider credential and an ``Http`` that knows its secrets (for redaction).
 
@@ -81,5 +86,10 @@ def provider_session(
 
     provider_secrets = dict(provider_credential.secrets)
     provider_credential.on_change = store_and_audit if store else None
-    with Http(provider_credential.secret_values(), timeout=timeout()) as http:
+    with Http(
+        provider_credential.secret_values(),
+        timeout=timeout(),
+        deadline=settings.PROVIDER_DEADLINE,
+        purpose=purpose,
+    ) as http:
         yield provider_credential, http

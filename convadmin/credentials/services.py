@@ -22,7 +22,7 @@ from convadmin.audit.services import record
 from convadmin.credentials import calls
 from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.models import Credential
-from convadmin.exchanges.services import store_exchanges
+from convadmin.exchanges.services import save_exchanges
 from providers import msgraph
 from providers.base import Credential as ProviderCredential
 from providers.base import FieldError, InvalidCredential, ProviderError, is_loopback
@@ -416,7 +416,7 @@ def do_check_credential(
     """Call the provider's ``check``; store the exchanges, the result on the credential and its audit event."""
     http = None
     try:
-        with calls.provider_session(credential, acting_user=acting_user, ip=ip) as (
+        with calls.provider_session(credential, acting_user=acting_user, ip=ip, purpose="check") as (
             provider_credential,
             http,
         ):
@@ -435,7 +435,7 @@ def do_check_credential(
         ok, message = False, str(exc)
     with transaction.atomic(durable=True):
         if http is not None:
-            store_exchanges(http, credential=credential, purpose="check")
+            save_exchanges(http.exchanges, credential=credential)
         credential.last_checked_at = timezone.now()
         credential.last_check_ok = ok
         credential.last_check_message = message
@@ -481,7 +481,10 @@ def do_microsoft_sign_in(
     """
     before = credential.fingerprint
     # the new refresh token is audited by the sign-in event itself
-    with calls.provider_session(credential, audit_rotation=False) as (provider_credential, http):
+    with calls.provider_session(credential, audit_rotation=False, purpose="sign-in") as (
+        provider_credential,
+        http,
+    ):
         try:
             signed_in = msgraph.redeem_code(
                 provider_credential,
@@ -491,13 +494,13 @@ def do_microsoft_sign_in(
                 http=http,
             )
         except ProviderError:
-            store_exchanges(http, credential=credential, purpose="sign-in")
+            save_exchanges(http.exchanges, credential=credential)
             if credential.fingerprint != before:
                 # The new refresh token is stored but the account could not be read: say so.
                 unknown = msgraph.SignedIn(user="", display_name="", obtained_at=datetime.now(UTC))
                 do_store_microsoft_sign_in(credential, unknown, acting_user=acting_user, ip=ip)
             raise
-        store_exchanges(http, credential=credential, purpose="sign-in")
+        save_exchanges(http.exchanges, credential=credential)
     do_store_microsoft_sign_in(credential, signed_in, acting_user=acting_user, ip=ip)
     return signed_in
 

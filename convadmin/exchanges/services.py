@@ -10,23 +10,12 @@ from convadmin.exchanges.models import Exchange
 if TYPE_CHECKING:
     from convadmin.conversations.models import Conversation
     from convadmin.credentials.models import Credential
-    from providers.http import Http
-
-
-def store_exchanges(
-    http: Http, *, credential: Credential, purpose: str, conversation: Conversation | None = None
-) -> list[Exchange]:
-    """Save every exchange ``http`` recorded (already redacted) and forget them."""
-    rows = save_exchanges(http.exchanges, credential=credential, purpose=purpose, conversation=conversation)
-    http.exchanges.clear()
-    return rows
 
 
 def save_exchanges(
-    records: Iterable[Any], *, credential: Credential, purpose: str, conversation: Conversation | None = None
+    records: Iterable[Any], *, credential: Credential, conversation: Conversation | None = None
 ) -> list[Exchange]:
-    """Save ``providers.http.Exchange`` records as rows."""
+    """Save ``providers.http.Exchange`` records (each tagged with its purpose by ``Http``) as rows."""
     return Exchange.objects.bulk_create(
-        Exchange.from_record(record, credential=credential, conversation=conversation, purpose=purpose)
-        for record in records
+        Exchange.from_record(record, credential=credential, conversation=conversation) for record in records
     )

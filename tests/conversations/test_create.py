@@ -322,7 +322,11 @@ def test_blank_rows_are_skipped(support_client, htmx_headers, twilio_cred, respx
     data = form_data(twilio_cred, {"FriendlyName": "Order 123"}, rows=[(0, {"identity": ""})])
     page = text(support_client.post(URL, data, headers=htmx_headers))
     assert "Conversation created" in page
-    assert Conversation.objects.get().request_body == {"FriendlyName": "Order 123"}
+    record = Conversation.objects.get()
+    assert record.request_body == {
+        "FriendlyName": "Order 123",
+        "UniqueName": f"convadmin-{record.idempotency_key}",
+    }
 
 
 def test_graph_fields_and_rows_map_their_nested_paths(support_client, htmx_headers, respx_mock):
@@ -454,16 +458,30 @@ def test_a_timeout_says_what_the_lookup_found(support_client, htmx_headers, twil
     assert "We looked it up at Twilio Conversations by its UniqueName and did not find it" in page
 
 
-def test_a_timeout_without_a_natural_key_sends_the_user_to_the_provider_console(
+def test_a_timeout_without_a_unique_name_is_looked_up_by_the_one_we_generated(
     support_client, htmx_headers, twilio_cred, respx_mock
 ):
     respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").mock(side_effect=httpx.ReadTimeout("slow"))
-    page = text(
-        support_client.post(URL, form_data(twilio_cred, {"FriendlyName": "No key"}), headers=htmx_headers)
+    key = str(uuid.uuid4())
+    lookup = respx_mock.get(f"{TWILIO}/v1/Conversations/convadmin-{key}").respond(
+        404, json={"code": 20404, "message": "not found", "status": 404}
     )
-    assert "It cannot be looked up" in page
-    assert "checked in the Twilio Conversations console" in page
-    assert "check with the provider first" not in page
+    data = form_data(twilio_cred, {"FriendlyName": "No key"}, key=key)
+    page = text(support_client.post(URL, data, headers=htmx_headers))
+    assert lookup.call_count == 1
+    assert "did not find it" in page and "Check with provider" in page
+    assert "checked in the Twilio Conversations console" not in page
+
+
+def test_a_timeout_on_a_record_without_a_natural_key_sends_the_user_to_the_provider_console(support_client):
+    failed = ConversationFactory(
+        status=Status.FAILED,
+        outcome_unknown=True,
+        error_code="timeout",
+        request_body={"FriendlyName": "From before keys were generated"},
+    )
+    page = text(support_client.get(f"/conversations/{failed.pk}/"))
+    assert "It cannot be looked up" in page and "check at the provider directly" in page
 
 
 def test_mixin_end_to_end_through_the_form(support_client, htmx_headers, respx_mock):

@@ -172,7 +172,7 @@ def test_highlevel_duplicate_shows_the_existing_conversation(support_client):
         status=Status.FAILED,
         external_id="",
         error_message="Conversation with the contact id:abc already exists!",
-        response_body={"existing_conversation_id": "hlconv123"},
+        existing_conversation_id="hlconv123",
     )
     body = support_client.get(url(c)).content.decode()
     assert "already exists: <code>hlconv123</code>" in body and f"our record #{existing.pk}" in body
@@ -230,11 +230,11 @@ def test_query_count_does_not_grow_with_exchanges_or_retries(support_client, cre
         return len(queries)
 
     add_exchange(created)
-    ConversationFactory(credential=created.credential, retry_of=created)
+    ConversationFactory(credential=created.credential, retry_of=created, status=Status.FAILED)
     few = count()
     for _ in range(15):
         add_exchange(created)
-        ConversationFactory(credential=created.credential, retry_of=created)
+        ConversationFactory(credential=created.credential, retry_of=created, status=Status.FAILED)
     assert count() == few <= 8
 
 

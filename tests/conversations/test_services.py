@@ -147,7 +147,7 @@ def test_after_a_timeout_it_looks_the_conversation_up_and_finds_it(support, resp
     assert conversation.status == Status.CREATED
     assert conversation.external_id == CH
     assert conversation.outcome_unknown is False
-    assert conversation.response_body["lookup"]["result"] == "found"
+    assert conversation.lookup["result"] == "found"
     assert list(conversation.exchanges.values_list("purpose", flat=True)) == ["create", "lookup", "lookup"]
     assert conversation.exchanges.first().error  # the timeout is on record
 
@@ -162,18 +162,24 @@ def test_after_a_timeout_not_found_is_failed_with_the_outcome_unknown(support, r
     assert conversation.outcome_unknown is True
     assert conversation.error_code == "timeout"
     assert "did not answer in time" in conversation.error_message
-    assert conversation.response_body["lookup"]["result"] == "not_found"
+    assert conversation.lookup["result"] == "not_found"
     assert list(conversation.exchanges.values_list("purpose", flat=True)) == ["create", "lookup"]
 
 
-def test_without_a_unique_name_a_timeout_cannot_be_looked_up(support, respx_mock):
+def test_without_a_unique_name_one_is_generated_so_a_timeout_can_be_looked_up(support, respx_mock):
     respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").mock(side_effect=httpx.ReadTimeout("slow"))
-    conversation = services.do_create_conversation(
-        {"FriendlyName": "x"}, credential=twilio_credential(), acting_user=support
+    key = uuid.uuid4()
+    respx_mock.get(f"{TWILIO}/v1/Conversations/convadmin-{key}").respond(
+        404, json={"code": 20404, "message": "not found", "status": 404}
     )
+    conversation = services.do_create_conversation(
+        {"FriendlyName": "x"}, credential=twilio_credential(), acting_user=support, idempotency_key=key
+    )
+    assert conversation.request_body["UniqueName"] == f"convadmin-{key}"
     assert conversation.outcome_unknown is True
-    assert conversation.response_body["lookup"]["result"] == "impossible"
-    assert len(respx_mock.calls) == 1
+    assert conversation.lookup["result"] == "not_found"
+    assert conversation.settle_after is not None  # the settle job looks again
+    assert len(respx_mock.calls) == 2
 
 
 def test_the_same_idempotency_key_creates_once(support, twilio_ok):
@@ -285,7 +291,7 @@ def test_highlevel_duplicate_keeps_the_existing_conversation(support, respx_mock
     assert conversation.status == Status.FAILED
     assert conversation.error_message == "Conversation already exists!"
     assert conversation.error_code == "duplicate_contact"
-    assert conversation.response_body == {"existing_conversation_id": HL_CONVERSATION}
+    assert conversation.existing_conversation_id == HL_CONVERSATION and conversation.response_body == {}
     assert conversation.request_body == {"locationId": HL_LOCATION, "contactId": HL_CONTACT}
     assert HL_TOKEN not in stored_text()
 

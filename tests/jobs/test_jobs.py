@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import transaction
@@ -66,7 +67,9 @@ def test_the_clock_enqueues_each_job_when_due_and_only_once_per_interval(db, dat
 
     assert tick(schedule, now) == list(schedule)  # new entries are due at once
     assert tick(schedule, now + timedelta(seconds=59)) == []
-    assert tick(schedule, now + timedelta(seconds=60)) == ["convadmin.jobs.tasks.heartbeat"]
+    every_minute = [path for path, (_, every) in schedule.items() if every == timedelta(seconds=60)]
+    assert "convadmin.jobs.tasks.heartbeat" in every_minute
+    assert tick(schedule, now + timedelta(seconds=60)) == every_minute
     assert tick(schedule, now + DAY) == list(schedule)
 
     paths = list(DBTaskResult.objects.order_by("enqueued_at").values_list("task_path", flat=True))
@@ -103,7 +106,7 @@ def test_the_schedule_refuses_a_path_that_is_not_a_task(settings):
 def test_the_clock_command_enqueues_what_is_due_once(db, database_backend, capsys):
     call_command("jobs_clock", "--once")
     assert "enqueued convadmin.jobs.tasks.prune_task_results" in capsys.readouterr().out
-    assert DBTaskResult.objects.filter(status=TaskResultStatus.READY).count() == 2
+    assert DBTaskResult.objects.filter(status=TaskResultStatus.READY).count() == len(settings.JOBS_SCHEDULE)
 
 
 def test_on_the_database_backend_a_job_is_written_in_the_callers_transaction(db, database_backend):

@@ -1,4 +1,8 @@
-"""``create_conversation LABEL --file BODY.json [--user USERNAME] [--key KEY]`` (DESIGN.md §5).
+"""``create_conversation LABEL --file BODY.json [--user USERNAME] [--key KEY] [--no-wait]`` (DESIGN.md §5).
+
+The create runs the same job code as the web's worker, here in this process, and the command waits for the
+outcome. ``--no-wait`` saves the record and queues its job for the worker instead, and prints
+``{"id", "status": "pending"}`` with exit 0 (follow it with ``settle_conversations --id N`` or the web page).
 
 ``--key`` is a create key, as the web form's: running the command again with the same key and the
 same body prints the first record again and sends nothing (a script that retries cannot create twice);
@@ -46,15 +50,22 @@ class Command(BaseCommand):
             help="A create key (any text, e.g. a UUID or order-1234): a repeat with the same body sends "
             "nothing and prints the first record; with another body it is refused.",
         )
+        parser.add_argument(
+            "--no-wait",
+            action="store_true",
+            help='Queue the create for the worker and print {"id", "status": "pending"} at once.',
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        code, output = self.run(options["label"], options["file"], options.get("user"), options.get("key"))
+        code, output = self.run(
+            options["label"], options["file"], options.get("user"), options.get("key"), not options["no_wait"]
+        )
         self.stdout.write(json.dumps(output, ensure_ascii=False))
         if code:
             sys.exit(code)
 
     def run(
-        self, label: str, path: str, username: str | None, key: str | None = None
+        self, label: str, path: str, username: str | None, key: str | None = None, wait: bool = True
     ) -> tuple[int, dict[str, Any]]:
         try:
             body = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -75,7 +86,7 @@ class Command(BaseCommand):
             return invalid({"key": ["The create key is empty: give any text, e.g. a UUID."]})
         try:
             conversation = services.do_create_conversation(
-                body, credential=credential, acting_user=user, idempotency_key=key_uuid(key)
+                body, credential=credential, acting_user=user, idempotency_key=key_uuid(key), wait=wait
             )
         except services.KeyReused as exc:
             record = exc.existing
@@ -112,17 +123,18 @@ def invalid(errors: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
 
 def outcome(conversation: Conversation) -> tuple[int, dict[str, Any]]:
     errors: dict[str, list[str]] = {}
-    if conversation.status != Status.CREATED:
+    if conversation.status == Status.FAILED:
         errors["provider"] = [conversation.error_message or "The conversation was not created."]
         if conversation.error_code:
             errors["code"] = [conversation.error_code]
-        existing = (conversation.response_body or {}).get("existing_conversation_id")
-        if existing:
-            errors["existing_id"] = [str(existing)]
+        if conversation.existing_conversation_id:
+            errors["existing_id"] = [conversation.existing_conversation_id]
     output = {
         "id": conversation.pk,
         "status": conversation.status,
         "external_id": conversation.external_id or None,
         "errors": errors,
     }
+    if conversation.status == Status.PENDING:  # --no-wait: queued for the worker
+        return 0, {"id": conversation.pk, "status": "pending"}
     return (0 if conversation.status == Status.CREATED else 1), output
