@@ -169,7 +169,8 @@ BODY_FIELDS = [
         "UniqueName",
         "Unique name",
         required=False,
-        help="Your own key for the conversation, unique in the service; lets a timed-out create be checked.",
+        help="Your own key for the conversation, unique in the service. Left empty, one is made from the create key "
+        "(convadmin-…; the preview shows it), so a create with no answer can always be looked up.",
     ),
     Field(
         "MessagingServiceSid",

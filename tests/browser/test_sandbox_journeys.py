@@ -86,16 +86,16 @@ def test_the_providers_own_error_is_shown_at_the_form_and_can_be_fixed(support_p
     page.get_by_label("Unique name").fill("order-1001-b")
     expect(create(page)).to_contain_text("Conversation created")
 
-    # A 500: the outcome is unknown and, without a unique name, it cannot be looked up — the page says so.
+    # A 500: the outcome is unknown; the unique name we generated (none was typed) is looked up at once.
     start_conversation(page, "twilio")
     page.locator("#participant-0").get_by_label("Chat identity").fill("fail-500")
     result = create(page)
     expect(result).to_contain_text("No clear answer from Twilio Conversations")
     expect(result.locator(".provider-message")).to_contain_text("Internal Server Error")
-    expect(result).to_contain_text("It cannot be looked up")
     expect(result).to_contain_text(
-        "Do not send it again until you have checked in the Twilio Conversations console"
+        "We looked it up at Twilio Conversations by its UniqueName and did not find it"
     )
+    expect(result).to_contain_text("open the record and use “Check with provider” first")
     assert page.console_errors == []
 
 
@@ -117,25 +117,18 @@ def test_a_timeout_is_said_plainly_and_the_record_stays_consistent(support_page,
     purposes = list(found.exchanges.order_by("started_at", "id").values_list("purpose", flat=True))
     assert purposes[0] == "create" and set(purposes[1:]) == {"lookup"}
 
-    # Without one, nothing can be looked up: the outcome is unknown and the record says so.
+    # Without one, the create still has a key the provider can be asked about: the one we generated from the
+    # form's create key (the preview shows it). The look-up finds it the same way.
     start_conversation(page, "twilio")
     page.get_by_label("Friendly name").fill("slow escalation")
     page.locator("#participant-0").get_by_label("Chat identity").fill("qa-agent")
     result = create(page)
-    expect(result).to_contain_text("No clear answer from Twilio Conversations")
-    expect(result.locator(".provider-message")).to_contain_text("did not answer in time")
-    expect(result).to_contain_text("It cannot be looked up")
+    expect(result).to_contain_text("Conversation created")
+    expect(result).to_contain_text("We looked it up at Twilio Conversations: it was created.")
     screenshot(page, "timeout")
-    unknown = Conversation.objects.get(name="slow escalation")
-    assert (unknown.status, unknown.outcome_unknown, unknown.error_code) == ("failed", True, "timeout")
-
-    result.get_by_role("link", name=f"record {unknown.pk}").click()
-    expect(page.get_by_role("heading", name="slow escalation")).to_be_visible()
-    expect(page.locator(".page-head")).to_contain_text("Outcome unknown")
-    expect(page.get_by_text("Twilio Conversations did not answer in time")).to_be_visible()
-    # It may exist at Twilio and cannot be looked up: no Retry is offered, the page says to check there.
-    expect(page.get_by_role("button", name="Retry")).to_have_count(0)
-    expect(page.get_by_text("check at the provider directly").first).to_be_visible()
+    found = Conversation.objects.get(name="slow escalation")
+    assert found.request_body["UniqueName"] == f"convadmin-{found.idempotency_key}"
+    assert (found.status, found.outcome_unknown) == ("created", False)
     assert Conversation.objects.filter(name="slow escalation").count() == 1
     assert page.console_errors == []
 
@@ -223,4 +216,28 @@ def test_a_failed_retry_is_shown_as_a_failure(support_page):
     expect(banner).to_contain_text("The retry failed too")
     expect(banner).to_have_class("msg-error")
     expect(page.locator(".messages .msg-success")).to_have_count(0)
+    assert page.console_errors == []
+
+
+def test_the_page_answers_at_once_and_follows_the_job_until_its_outcome(support_page, settings):
+    """With a real queue the create waits for a worker: the panel says so, polls, and turns into the outcome."""
+    from django_tasks_db.models import DBTaskResult
+
+    from convadmin.conversations import services
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    page = support_page
+    start_conversation(page, "twilio")
+    page.get_by_label("Friendly name").fill("Queued order")
+    page.locator("#participant-0").get_by_label("Chat identity").fill("qa-agent")
+    result = create(page)
+    expect(result).to_contain_text("Creating at Twilio Conversations")
+    record = Conversation.objects.get(name="Queued order")
+    assert record.status == "pending"
+    job = DBTaskResult.objects.get(task_path="convadmin.conversations.tasks.create_conversation")
+    pk, ip = job.args_kwargs["args"]
+    services.run_create(pk, ip=ip)  # what the worker does
+    expect(page.locator("#result-panel")).to_contain_text("Conversation created", timeout=10_000)
+    expect(page.locator("#result-panel")).to_contain_text(Conversation.objects.get(pk=record.pk).external_id)
+    screenshot(page, "create-followed")
     assert page.console_errors == []
