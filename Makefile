@@ -80,7 +80,7 @@ screenshots: venv
 
 SANDBOX_PORT ?= 8401
 
-# The sandbox (four emulated APIs on ports SANDBOX_PORT..+3) and the app, seeded with demo users,
+# The sandbox (four emulated APIs on ports SANDBOX_PORT..+3) and the app (web, worker, clock), seeded with demo users,
 # sandbox credentials and sample records. Idempotent; Ctrl-C stops both.
 demo: venv .env
 	umask 077; $(PY) manage.py migrate --noinput  # db.sqlite3 holds sessions: owner-only
@@ -93,7 +93,8 @@ demo: venv .env
 	[ -s .demo/sandbox-credentials.json ] || { echo "the sandbox did not start: see .demo/sandbox.log" >&2; exit 1; }; \
 	PROVIDER_TIMEOUT=5 $(PY) manage.py seed_demo --credentials .demo/sandbox-credentials.json && \
 	echo "convadmin demo on http://$(HOST):$(PORT)/  (sandbox on 127.0.0.1:$(SANDBOX_PORT)-$$(($(SANDBOX_PORT)+3)); Ctrl-C stops)" && \
-	SECURE_COOKIES=$${SECURE_COOKIES:-0} DEBUG=$${DEBUG:-1} $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	SECURE_COOKIES=$${SECURE_COOKIES:-0} DEBUG=$${DEBUG:-1} HOST=$(HOST) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+	  $(VENV)/bin/honcho start --port $(PORT)
 
 # Seeds 1,000,000 records into PostgreSQL database convadmin_bench (BENCH_PG, BENCH_ROWS…: see bench/run.py) once,
 # then times list vs admin, create overhead and export; writes bench/results.md. Not part of `make test`.

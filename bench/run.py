@@ -352,7 +352,9 @@ def measure_creates() -> dict[str, Any]:
             for i in range(CREATES + 10):
                 body = {"FriendlyName": f"Bench {i}", "Participant": [{"identity": f"bench-agent-{i}"}]}
                 t = time.perf_counter()
-                conversation = do_create_conversation(body, credential=credential, acting_user=user)
+                conversation = do_create_conversation(
+                    body, credential=credential, acting_user=user, wait=True
+                )
                 wall = (time.perf_counter() - t) * 1000
                 assert conversation.status == "created", conversation.error_message
                 durations = list(conversation.exchanges.values_list("duration_ms", flat=True))

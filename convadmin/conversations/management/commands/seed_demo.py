@@ -157,7 +157,7 @@ class Command(BaseCommand):
         made = 0
         for index, (provider, body) in enumerate(sample_bodies()):
             conversation = do_create_conversation(
-                body, credential=credentials[provider], acting_user=support if index % 3 else admin
+                body, credential=credentials[provider], acting_user=support if index % 3 else admin, wait=True
             )
             made += 1
             self.stdout.write(f"  {conversation.provider:9} {conversation.status:8} {conversation}")
