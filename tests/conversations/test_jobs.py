@@ -260,3 +260,20 @@ def test_text_postgresql_cannot_store_is_escaped_before_saving(support, respx_mo
     conversation = services.do_create_conversation(BODY, credential=twilio_credential(), acting_user=support)
     assert conversation.status == Status.CREATED
     assert Conversation.objects.get().response_body["friendly_name"] == "Order\\u0000 9"
+
+
+def test_a_pending_record_no_job_owns_is_looked_up_before_anything_is_sent(support, respx_mock):
+    orphan = Conversation.objects.create(
+        provider="twilio",
+        credential=twilio_credential(),
+        created_by=support,
+        status=Status.PENDING,
+        request_body=BODY,
+        created_at=timezone.now(),
+    )
+    Conversation.objects.filter(pk=orphan.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    create = respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(409, json={"code": 50353})
+    respx_mock.get(f"{TWILIO}/v1/Conversations/order-9").respond(200, json=twilio_conversation())
+    respx_mock.get(f"{TWILIO}/v1/Conversations/{CH}/Participants").respond(200, json=twilio_members("alice"))
+    services.settle_conversations()
+    assert Conversation.objects.get(pk=orphan.pk).status == Status.CREATED and create.call_count == 0

@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from convadmin.conversations.models import Conversation, Status
@@ -185,9 +186,11 @@ def settle_conversations(pk: int | None = None) -> list[dict[str, Any]]:
         | Q(lease_until__isnull=True, pk=pk)
     )
     for conversation_pk in pending.values_list("pk", flat=True):
+        # A pending record no create job owns (left by a process that died mid-call before jobs existed):
+        # it may have been sent, so its attempt counts as made and the job looks it up before sending.
         Conversation.objects.filter(pk=conversation_pk, status=Status.PENDING).exclude(
             action="create"
-        ).update(action="create")
+        ).update(action="create", attempts=Greatest(F("attempts"), 1))
         settled = run_create(conversation_pk)
         lines.append({"id": settled.pk, "action": "create", "result": settled.status})
     due = records.filter(status=Status.FAILED, outcome_unknown=True, settle_after__lte=now)
