@@ -243,8 +243,8 @@ def _headers(credential: Credential, version: str = CONVERSATIONS_VERSION) -> di
 
 def build_request(body: Mapping[str, Any], credential: Credential) -> httpx.Request:
     """``POST {base}/conversations/`` with the compact JSON body."""
-    # The trailing slash is required: without it HighLevel answers 404 (the seed page shows it but
-    # does not say so).
+    # The trailing slash is required: without it HighLevel answers 404 (HighLevel's API reference shows
+    # it but does not say so).
     url = f"{base_url(credential, DEFAULT_BASE_URL)}/conversations/"
     content = json.dumps(prepare(body, credential), separators=(",", ":")).encode()
     headers = {**_headers(credential), "Content-Type": "application/json"}

@@ -1,4 +1,5 @@
-"""Mixin Messenger: ``POST /conversations`` signed with the bot session's key (provider-facts.md §1).
+"""Mixin Messenger: ``POST /conversations`` signed with the bot session's key (Mixin's API
+documentation, "Conversations" and "Authentication").
 
 Every request carries a fresh JWT (EdDSA, or RS512 for legacy RSA sessions) whose ``sig`` claim is the
 SHA-256 of the method, the path with its query and the exact body bytes; the same bytes are sent.
@@ -186,7 +187,7 @@ def sign_token(
     """A JWT for one request, signed with the session key (EdDSA, or RS512 for a legacy RSA key)."""
     algorithm, key = _signing_key(credential)
     iat = int(time.time()) if iat is None else iat
-    claims = {  # this order reproduces the reference token of provider-facts §1.8 byte for byte
+    claims = {  # this order reproduces the official Node SDK's test token byte for byte
         "uid": credential.settings["app_id"],
         "sid": credential.settings["session_id"],
         "iat": iat,
@@ -367,7 +368,7 @@ def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldEr
         errors.append(FieldError(prefix + "role", 'Role must be "" (member) or "ADMIN".'))
     for key in row:
         if key == "action":
-            # The older reference page (seed 000) lists ``action`` as a participant field and sends
+            # An older page of Mixin's API documentation lists ``action`` as a participant field and sends
             # "action":"ADD"; it is really the path segment of /conversations/{id}/participants/{action}.
             errors.append(
                 FieldError(
@@ -384,7 +385,7 @@ def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldEr
 
 
 def validate(body: Mapping[str, Any], credential: Credential | None = None) -> list[FieldError]:
-    """Every rule of provider-facts §1.4; the credential adds the CONTACT id check and the bot's own id."""
+    """Every rule of Mixin's documentation for a create; the credential adds the CONTACT id check and the bot's own id."""
     if not isinstance(body, Mapping):
         return [FieldError("body", "The body must be a JSON object.")]
     errors = value_errors(body)
@@ -505,8 +506,8 @@ def prepare(body: Mapping[str, Any], credential: Credential, key: str | None = N
         if category == "CONTACT":
             conversation_id = unique_conversation_id(app_id, participants[0]["user_id"])
         else:
-            # Current docs (and the Go SDK) derive a GROUP id from a random_id sent alongside; the seeds'
-            # plain random UUID still works, but this one lets the server recompute it.
+            # Current docs (and the Go SDK) derive a GROUP id from a random_id sent alongside; an older
+            # docs page's plain random UUID still works, but this one lets the server recompute it.
             random_id = random_id or str(uuid.uuid4())
             conversation_id = group_conversation_id(
                 app_id, name, [p["user_id"] for p in participants], random_id

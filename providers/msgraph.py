@@ -21,9 +21,10 @@ marker (sent before markers existed) is found only when exactly one candidate ex
 after ``sent_at``. Graph does not refuse a second create with the same topic (``KEY_IS_UNIQUE`` False),
 so a job must never re-send on "not found" alone.
 
-The seed page (``004_…``, 2015 beta) is wrong about the body: it sends ``hasAttachments``,
-``lastDeliveredDateTime``, ``uniqueSenders`` and ``preview``, which are computed; the live API takes
-``topic`` + ``threads[].posts[]`` and needs the delegated scope the seed leaves blank.
+Microsoft's old beta page for this call is wrong about the body: it sends ``hasAttachments``,
+``lastDeliveredDateTime``, ``uniqueSenders`` and ``preview``, which are computed; the live API (Graph v1.0
+reference, "Create conversation") takes ``topic`` + ``threads[].posts[]`` and needs the delegated
+``Group.ReadWrite.All`` scope.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ object (snake_case keys, nested ``messaging_binding``). HTTP Basic with the Acco
 an API key SID + secret. Participants are added asynchronously (202): the conversation is read back
 and a ``closed`` one means they failed.
 
-Where the seed page (002) and the real API differ, this module follows the API: API keys work as well
+Where older write-ups of this call and the real API differ, this module follows Twilio's Conversations API
+reference: API keys work as well
 as the Auth Token; participant JSON uses snake_case keys with a nested ``messaging_binding``, one
 repeated form field each; ``closed`` is refused at creation; timers need ``State``; 201 (no
 participants) and 202 (participants being added) are both success.
@@ -71,7 +72,7 @@ URL_HOSTS = {
         *(f"conversations.{edge}.{region}.twilio.com" for region in REGIONS for edge in EDGES),
     )
 }
-# The seed (002) also lists "closed"; Twilio refuses it at creation (error 50384), so it is not offered.
+# The API also knows "closed", but Twilio refuses it at creation (error 50384), so it is not offered.
 STATES = ("initializing", "inactive", "active")
 
 SCALAR_KEYS = (

@@ -10,7 +10,7 @@ import pytest
 
 from convadmin.audit.models import AuditEvent, EventType
 from convadmin.conversations.models import Conversation, Status
-from tests.conversations.test_create_support import (
+from tests.create_support import (
     CH,
     GRAPH_GROUP,
     HL_LOCATION,

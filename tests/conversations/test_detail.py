@@ -386,7 +386,7 @@ def test_no_retry_button_when_an_unknown_outcome_cannot_be_looked_up(support_cli
 
 
 def test_a_graph_server_error_is_not_called_a_timeout(support_client):
-    from tests.conversations.test_create_support import graph_credential
+    from tests.create_support import graph_credential
 
     c = ConversationFactory(
         credential=graph_credential(),
