@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md §1, read from the code with ``ast``: a forbidden edge fails here.
+"""The import rules between the layers (providers, apps, views), read from the code with ``ast``: a forbidden edge fails here.
 
 providers (no Django, no convadmin) · accounts ← audit ← lists ← exchanges ← credentials ← conversations:
 each package imports only what lies below it. Imports under ``if TYPE_CHECKING:`` are not edges.

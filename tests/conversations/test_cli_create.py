@@ -1,4 +1,4 @@
-"""``create_conversation LABEL --file BODY.json [--user USERNAME]``: the exact contract of DESIGN.md §5."""
+"""``create_conversation LABEL --file BODY.json [--user USERNAME]``: its exact contract (exit codes, output)."""
 
 from __future__ import annotations
 
