@@ -193,6 +193,7 @@ class Provider(Protocol):
     SIGN_IN: bool  # a person signs in through the browser (authorize_url / redeem_code)
     KEYSTORE_UPLOAD: bool  # the credential comes as a file the provider's console downloads
     PREVIEW_HINT: str  # one sentence shown under the request preview
+    UNTITLED: str  # a record without a name is called this ("{participant}": its first participant); "": no
 
     def curl_auth(self, settings: Mapping[str, Any]) -> tuple[str, str]: ...
 
@@ -241,6 +242,7 @@ HOOK_DEFAULTS: dict[str, Any] = {
     "SIGN_IN": False,
     "KEYSTORE_UPLOAD": False,
     "PREVIEW_HINT": "",
+    "UNTITLED": "",
     "curl_auth": bearer_curl_auth("TOKEN", "the credential's token."),
 }
 

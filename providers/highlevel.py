@@ -48,6 +48,7 @@ NATURAL_KEY = "contactId"
 KEY_IS_UNIQUE = True  # one conversation per contact: a second create is refused ("already exists!")
 SETTING_DEFAULTS = {"locationId": "location_id"}
 PARTICIPANT_IDENTITY = ("contactId",)
+UNTITLED = "Contact {participant}"  # no conversation name: a record is called by its contact
 curl_auth = bearer_curl_auth(
     "HIGHLEVEL_TOKEN", "the location's private integration token (pit-…) or an OAuth access token."
 )

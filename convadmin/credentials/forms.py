@@ -9,17 +9,24 @@ from django import forms
 
 import providers
 from convadmin.credentials.models import Credential
-from convadmin.credentials.services import LABEL_MAX_LENGTH, retyped_secret_names, setting_field_names
+from convadmin.credentials.services import (
+    LABEL_MAX_LENGTH,
+    kept_secrets,
+    retyped_secret_names,
+    setting_field_names,
+)
 from providers.base import Field, FieldError
 
 KEYSTORE_MAX_BYTES = 64 * 1024
 URL_FIELDS = ("base_url", "login_url")
+#: The label of each URL setting (the provider's ``URL_HOSTS`` names them).
+URL_LABELS = {"base_url": "Base URL", "login_url": "Sign-in URL"}
 
 
 def url_field(name: str) -> forms.CharField:
     if name == "base_url":
         return forms.CharField(
-            label="Base URL",
+            label=URL_LABELS[name],
             required=False,
             help_text="Optional: another host of this provider's API (scheme and host only), or the sandbox "
             "at e.g. http://127.0.0.1:8765. Only the provider's own hosts, loopback and hosts the operator "
@@ -27,7 +34,7 @@ def url_field(name: str) -> forms.CharField:
             widget=forms.URLInput(attrs={"autocomplete": "off", "placeholder": "https://…"}),
         )
     return forms.CharField(
-        label="Sign-in URL",
+        label=URL_LABELS[name],
         required=False,
         help_text="Optional: another Microsoft identity platform host (a national cloud's login host, "
         "the sandbox, or a host the operator lists in PROVIDER_EXTRA_HOSTS).",
@@ -123,7 +130,7 @@ class CredentialForm(forms.Form):
         if not provider:
             return
         self.fields["provider"] = forms.CharField(widget=forms.HiddenInput, initial=provider)
-        if provider == "mixin":
+        if providers.get(provider).KEYSTORE_UPLOAD:
             self.fields["keystore"] = keystore_field()
         for field in providers.get(provider).CREDENTIAL_FIELDS:
             self.fields[field.name] = form_field(field)
@@ -195,7 +202,7 @@ class SecretForm(forms.Form):
     def __init__(self, credential: Credential, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.credential = credential
-        if credential.provider == "mixin":
+        if credential.provider_module.KEYSTORE_UPLOAD:
             self.fields["keystore"] = keystore_field()
             self.fields[
                 "keystore"
@@ -205,8 +212,9 @@ class SecretForm(forms.Form):
         for field in credential.provider_module.CREDENTIAL_FIELDS:
             if field.secret:
                 self.fields[field.name] = form_field(field)
-        if credential.provider == "msgraph" and "refresh_token" in self.fields:
-            self.fields["refresh_token"].help_text = "Leave empty to keep the current Microsoft sign-in."
+        for name in kept_secrets(credential.provider):
+            if name in self.fields:
+                self.fields[name].help_text = "Leave empty to keep the current Microsoft sign-in."
 
     def clean_keystore(self) -> dict[str, Any] | None:
         upload = self.cleaned_data.get("keystore")
