@@ -29,6 +29,7 @@ from convadmin.conversations import forms as builder
 from convadmin.conversations import services
 from convadmin.conversations.models import Conversation, Status
 from convadmin.credentials.models import Credential
+from convadmin.lists.views import fragment_or_page
 
 TEMPLATE = "conversations/new.html"
 
@@ -244,8 +245,7 @@ def _apply_errors(page: Page, errors: dict[str, list[str]], row_of: list[int]) -
 
 def _render(request: HttpRequest, page: Page, partial: str | None, **extra: Any) -> HttpResponse:
     """The partial for htmx, the whole page otherwise (also for htmx history restores)."""
-    fragment = request.htmx and not request.htmx.history_restore_request
-    name = f"{TEMPLATE}#{partial}" if fragment and partial else TEMPLATE
+    name = fragment_or_page(request, TEMPLATE, partial) if partial else TEMPLATE
     response = render(request, name, page.context(request, **extra))
     patch_vary_headers(response, ("HX-Request",))
     return response

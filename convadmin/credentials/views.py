@@ -33,6 +33,7 @@ from convadmin.credentials.forms import (
 )
 from convadmin.credentials.models import Credential
 from convadmin.exchanges.models import Exchange
+from convadmin.lists.views import fragment_or_page
 from providers.base import InvalidCredential, ProviderError
 
 SIGN_IN_SESSION_KEY = "msgraph_sign_in"
@@ -114,9 +115,10 @@ def credential_new(request: HttpRequest) -> HttpResponse:
         "provider_label": providers.NAMES.get(provider, ""),
         "keystore_upload": "keystore" in form.fields,
     }
-    if request.htmx and request.method == "GET":
-        return render(request, "credentials/new.html#provider_fields", context)
-    return render(request, "credentials/new.html", context)
+    template = "credentials/new.html"
+    if request.method == "GET":
+        template = fragment_or_page(request, template, "provider_fields")
+    return render(request, template, context)
 
 
 def ask_to_retype(form: CredentialForm | CredentialSettingsForm) -> None:

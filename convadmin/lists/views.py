@@ -21,11 +21,12 @@ def render_list(request: HttpRequest, template: str, context: dict[str, Any]) ->
     cursor) rather than every empty field of the form."""
     query = context["form"].query()
     context["query"] = query
-    if not request.htmx or request.htmx.history_restore_request:
+    name = fragment_or_page(request, template, "results")
+    if name == template:
         return render(request, template, context)
     address = query.copy()
     for key in ("after", "before"):
         if request.GET.get(key):
             address[key] = request.GET[key]
-    response = render(request, f"{template}#results", context)
+    response = render(request, name, context)
     return push_url(response, f"{request.path}?{address.urlencode()}" if address else request.path)
