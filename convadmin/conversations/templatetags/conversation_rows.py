@@ -11,14 +11,16 @@ from typing import Any
 
 from django import template
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.html import escape
+from django.utils import html, timezone
 from django.utils.safestring import SafeString, mark_safe
 
 import providers
 from convadmin.conversations.models import Status
 
 register = template.Library()
+
+#: Django's ``escape`` without its check for lazy translations (none reach here): a third of the rows' time.
+escape = html.escape.__wrapped__
 
 STATUS_LABELS = dict(Status.choices)
 SHOWN_PARTICIPANTS = 3
