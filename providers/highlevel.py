@@ -30,10 +30,12 @@ from providers.base import (
     base_url,
     bearer_curl_auth,
     error_text,
+    flatten,
     reply_leaves_outcome_unknown,
     request_method,
     require_fields,
     too_deep,
+    unflatten,
     unique_errors,
     value_errors,
 )
@@ -221,17 +223,12 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 
 def body_from_fields(fields: Mapping[str, str], participants: list[Mapping[str, str]]) -> dict[str, Any]:
     """The body from the form: ``contactId`` and, when filled in, ``locationId`` (no participant rows)."""
-    body: dict[str, Any] = {}
-    for name in BODY_KEYS:
-        value = (fields.get(name) or "").strip()
-        if value:
-            body[name] = value
-    return body
+    return unflatten(fields, BODY_KEYS)
 
 
 def fields_from_body(body: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The inverse of :func:`body_from_fields`."""
-    return {name: str(body[name]) for name in BODY_KEYS if body.get(name)}, []
+    return flatten(body, BODY_KEYS, present=bool), []
 
 
 def _headers(credential: Credential, version: str = CONVERSATIONS_VERSION) -> dict[str, str]:

@@ -39,9 +39,11 @@ from providers.base import (
     bearer_curl_auth,
     check_base_url,
     error_text,
+    flatten,
     reply_leaves_outcome_unknown,
     request_method,
     too_deep,
+    unflatten,
     unique_errors,
     value_errors,
 )
@@ -540,28 +542,16 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 def body_from_fields(fields: Mapping[str, str], participants: list[Mapping[str, str]]) -> dict[str, Any]:
     """The body from the form's flat values; blank values are dropped, every row is kept (its index is
     the error path of its inputs)."""
-    body: dict[str, Any] = {}
-    for f in BODY_FIELDS:
-        value = (fields.get(f.name) or "").strip()
-        if value:
-            body[f.name] = value
-    rows = []
-    for row in participants:
-        out = {}
-        for f in PARTICIPANT_FIELDS:
-            value = (row.get(f.name) or "").strip()
-            if value:
-                out[f.name] = value
-        rows.append(out)
-    body["participants"] = rows
+    body = unflatten(fields, [f.name for f in BODY_FIELDS])
+    body["participants"] = [unflatten(row, [f.name for f in PARTICIPANT_FIELDS]) for row in participants]
     return body
 
 
 def fields_from_body(body: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The form's flat values from a body (``random_id`` has no input and is left out)."""
-    fields = {f.name: str(body[f.name]) for f in BODY_FIELDS if _given(body.get(f.name))}
+    fields = flatten(body, [f.name for f in BODY_FIELDS])
     rows = [
-        {f.name: str(row.get(f.name) or "") for f in PARTICIPANT_FIELDS}
+        flatten(row, [f.name for f in PARTICIPANT_FIELDS], present=bool, blank=True)
         for row in body.get("participants") or []
         if isinstance(row, Mapping)
     ]

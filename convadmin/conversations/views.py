@@ -28,6 +28,7 @@ from convadmin.audit.services import client_ip
 from convadmin.conversations import forms as builder
 from convadmin.conversations import services
 from convadmin.conversations.models import Conversation, Status
+from convadmin.credentials.forms import place_errors
 from convadmin.credentials.models import Credential
 from convadmin.lists.views import fragment_or_page
 
@@ -224,18 +225,17 @@ def _body(page: Page, fields: dict[str, str], rows: list[dict[str, str]]) -> tup
 def _apply_errors(page: Page, errors: dict[str, list[str]], row_of: list[int]) -> None:
     """Put each error at the input that caused it: body field, participant field, or a box."""
     module = page.module
-    body_names = {spec.name for spec in module.BODY_FIELDS}
-    row_names = {spec.name for spec in module.PARTICIPANT_FIELDS}
     path = module.PARTICIPANTS_PATH
-    for where, messages_ in errors.items():
-        if where in body_names and page.body_form is not None:
-            page.body_form.add_error(where, messages_)
-            continue
+    left = list(errors.items())
+    if page.body_form is not None:
+        left = place_errors(page.body_form, left, [spec.name for spec in module.BODY_FIELDS])
+    for where, messages_ in left:
         if path and where.startswith(f"{path}."):
             position, _, sub = where[len(path) + 1 :].partition(".")
             if position.isdigit() and int(position) < len(row_of):
                 form = page.rows[row_of[int(position)]].form
-                form.add_error(sub if sub in row_names else None, messages_)
+                for _, not_an_input in place_errors(form, [(sub, messages_)]):
+                    form.add_error(None, not_an_input)
                 continue
         if path and where.startswith(path):
             page.participant_errors += messages_
