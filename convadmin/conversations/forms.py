@@ -15,6 +15,7 @@ from typing import Any
 
 from django import forms
 from django.forms import BoundField
+from django.urls import reverse
 
 import providers
 from convadmin.credentials.forms import form_field
@@ -67,9 +68,11 @@ class FieldView:
 
 
 def wire(
-    form: forms.Form, specs: list[Field], url: str, placeholders: Mapping[str, str] | None = None
+    form: forms.Form, specs: list[Field], placeholders: Mapping[str, str] | None = None
 ) -> list[FieldView]:
-    """Make each input validate itself when the user leaves it, and describe it by its help and errors."""
+    """Make each input validate itself when the user leaves it (``conversation_validate_field``), and
+    describe it by its help and errors."""
+    url = reverse("conversation_validate_field")
     views = []
     for spec in specs:
         bound = form[spec.name]
