@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,8 +31,7 @@ from convadmin.conversations.models import Conversation, Status
 from convadmin.conversations.queries import ConversationFilterForm, filter_conversations
 from convadmin.exchanges.models import Exchange
 from convadmin.lists.export import streaming_response
-from convadmin.lists.keyset import decode_cursor, keyset_page
-from convadmin.lists.views import fragment_or_page, render_list
+from convadmin.lists.views import fragment_or_page, render_list, requested_page
 from providers.base import ProviderError
 
 LIST_FIELDS = (
@@ -59,12 +60,8 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     # Plain dicts, their rows built by the ``conversation_rows`` tag: a page of 200 model instances (and
     # their credential and user) plus template filters per cell would cost more than the query itself.
     qs = Conversation.objects.values(*LIST_FIELDS)
-    page = keyset_page(
-        filter_conversations(qs, filters),
-        field="created_at",
-        size=form.page_size(),
-        after=decode_cursor(request.GET.get("after")),
-        before=decode_cursor(request.GET.get("before")),
+    page = requested_page(
+        request, filter_conversations(qs, filters), field="created_at", size=form.page_size()
     )
     context = {"form": form, "page": page, "filtered": bool(filters)}
     return render_list(request, "conversations/list.html", context)
@@ -253,16 +250,33 @@ def _after_action(
 ACTION_ERRORS = (services.ActionRefused, services.CallFailed, services.ValidationFailed, ProviderError)
 
 
-@role_required(CREATORS)
-@require_POST
-def conversation_refresh(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = _get_conversation(pk)
-    try:
-        result = services.do_refresh_conversation(
-            conversation, acting_user=request.user, ip=client_ip(request)
-        )
-    except ACTION_ERRORS as exc:
-        return _after_action(request, conversation, error=str(exc))
+def record_action(
+    do: Callable[..., Any], refused: str = ""
+) -> Callable[[Callable[[HttpRequest, Conversation, Any], HttpResponse]], Callable[..., HttpResponse]]:
+    """A button on the detail page (a POST by a creator): ``do(conversation, acting_user=, ip=)`` runs, and
+    the decorated view words its result; when the service refuses, the page says ``refused`` and why."""
+
+    def decorate(
+        done: Callable[[HttpRequest, Conversation, Any], HttpResponse],
+    ) -> Callable[..., HttpResponse]:
+        @role_required(CREATORS)
+        @require_POST
+        @wraps(done)
+        def view(request: HttpRequest, pk: int) -> HttpResponse:
+            conversation = _get_conversation(pk)
+            try:
+                result = do(conversation, acting_user=request.user, ip=client_ip(request))
+            except ACTION_ERRORS as exc:
+                return _after_action(request, conversation, error=f"{refused}{exc}")
+            return done(request, conversation, result)
+
+        return view
+
+    return decorate
+
+
+@record_action(services.do_refresh_conversation)
+def conversation_refresh(request: HttpRequest, conversation: Conversation, result: Any) -> HttpResponse:
     differences = refresh_summary(result, providers.get(conversation.provider).PARTICIPANT_IDENTITY)
     count = len(result.get("current") or [])
     notice = f"Refreshed from the provider: {count} participant{'s' if count != 1 else ''}" + (
@@ -271,14 +285,8 @@ def conversation_refresh(request: HttpRequest, pk: int) -> HttpResponse:
     return _after_action(request, conversation, notice=notice, differences=differences)
 
 
-@role_required(CREATORS)
-@require_POST
-def conversation_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = _get_conversation(pk)
-    try:
-        result = services.do_retry_conversation(conversation, acting_user=request.user, ip=client_ip(request))
-    except ACTION_ERRORS as exc:
-        return _after_action(request, conversation, error=f"Not retried: {exc}")
+@record_action(services.do_retry_conversation, "Not retried: ")
+def conversation_retry(request: HttpRequest, conversation: Conversation, result: Any) -> HttpResponse:
     if result.pk == conversation.pk:
         return _after_action(
             request,
@@ -302,16 +310,8 @@ def conversation_retry(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-@role_required(CREATORS)
-@require_POST
-def conversation_check(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = _get_conversation(pk)
-    try:
-        result = services.do_check_with_provider(
-            conversation, acting_user=request.user, ip=client_ip(request)
-        )
-    except ACTION_ERRORS as exc:
-        return _after_action(request, conversation, error=f"Not checked: {exc}")
+@record_action(services.do_check_with_provider, "Not checked: ")
+def conversation_check(request: HttpRequest, conversation: Conversation, result: Any) -> HttpResponse:
     if result.status == Status.CREATED:
         notice = f"Checked with the provider: it has this conversation ({result.external_id}); the record is now created."
     else:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_htmx.http import push_url
+
+from convadmin.lists.keyset import Page, decode_cursor, keyset_page
 
 
 def fragment_or_page(request: HttpRequest, template: str, fragment: str) -> str:
@@ -14,6 +17,17 @@ def fragment_or_page(request: HttpRequest, template: str, fragment: str) -> str:
     if request.htmx and not request.htmx.history_restore_request:
         return f"{template}#{fragment}"
     return template
+
+
+def requested_page(request: HttpRequest, qs: QuerySet, *, field: str, size: int) -> Page:
+    """The page of ``qs`` (newest ``field`` first) the request's ``after`` / ``before`` cursor asks for."""
+    return keyset_page(
+        qs,
+        field=field,
+        size=size,
+        after=decode_cursor(request.GET.get("after")),
+        before=decode_cursor(request.GET.get("before")),
+    )
 
 
 def render_list(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
