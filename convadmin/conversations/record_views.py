@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -250,33 +248,16 @@ def _after_action(
 ACTION_ERRORS = (services.ActionRefused, services.CallFailed, services.ValidationFailed, ProviderError)
 
 
-def record_action(
-    do: Callable[..., Any], refused: str = ""
-) -> Callable[[Callable[[HttpRequest, Conversation, Any], HttpResponse]], Callable[..., HttpResponse]]:
-    """A button on the detail page (a POST by a creator): ``do(conversation, acting_user=, ip=)`` runs, and
-    the decorated view words its result; when the service refuses, the page says ``refused`` and why."""
-
-    def decorate(
-        done: Callable[[HttpRequest, Conversation, Any], HttpResponse],
-    ) -> Callable[..., HttpResponse]:
-        @role_required(CREATORS)
-        @require_POST
-        @wraps(done)
-        def view(request: HttpRequest, pk: int) -> HttpResponse:
-            conversation = _get_conversation(pk)
-            try:
-                result = do(conversation, acting_user=request.user, ip=client_ip(request))
-            except ACTION_ERRORS as exc:
-                return _after_action(request, conversation, error=f"{refused}{exc}")
-            return done(request, conversation, result)
-
-        return view
-
-    return decorate
-
-
-@record_action(services.do_refresh_conversation)
-def conversation_refresh(request: HttpRequest, conversation: Conversation, result: Any) -> HttpResponse:
+@role_required(CREATORS)
+@require_POST
+def conversation_refresh(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _get_conversation(pk)
+    try:
+        result = services.do_refresh_conversation(
+            conversation, acting_user=request.user, ip=client_ip(request)
+        )
+    except ACTION_ERRORS as exc:
+        return _after_action(request, conversation, error=str(exc))
     differences = refresh_summary(result, providers.get(conversation.provider).PARTICIPANT_IDENTITY)
     count = len(result.get("current") or [])
     notice = f"Refreshed from the provider: {count} participant{'s' if count != 1 else ''}" + (
@@ -285,8 +266,14 @@ def conversation_refresh(request: HttpRequest, conversation: Conversation, resul
     return _after_action(request, conversation, notice=notice, differences=differences)
 
 
-@record_action(services.do_retry_conversation, "Not retried: ")
-def conversation_retry(request: HttpRequest, conversation: Conversation, result: Any) -> HttpResponse:
+@role_required(CREATORS)
+@require_POST
+def conversation_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _get_conversation(pk)
+    try:
+        result = services.do_retry_conversation(conversation, acting_user=request.user, ip=client_ip(request))
+    except ACTION_ERRORS as exc:
+        return _after_action(request, conversation, error=f"Not retried: {exc}")
     if result.pk == conversation.pk:
         return _after_action(
             request,
@@ -310,8 +297,16 @@ def conversation_retry(request: HttpRequest, conversation: Conversation, result:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-@record_action(services.do_check_with_provider, "Not checked: ")
-def conversation_check(request: HttpRequest, conversation: Conversation, result: Any) -> HttpResponse:
+@role_required(CREATORS)
+@require_POST
+def conversation_check(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _get_conversation(pk)
+    try:
+        result = services.do_check_with_provider(
+            conversation, acting_user=request.user, ip=client_ip(request)
+        )
+    except ACTION_ERRORS as exc:
+        return _after_action(request, conversation, error=f"Not checked: {exc}")
     if result.status == Status.CREATED:
         notice = f"Checked with the provider: it has this conversation ({result.external_id}); the record is now created."
     else:

@@ -5,10 +5,10 @@ from convadmin.conversations import record_views, views
 # Create side: views.py. Inspect side (list, detail, actions, export): record_views.py.
 urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
-    path("new/", views.new_conversation, name="conversation_new"),
     path("new/validate/", views.validate_field, name="conversation_validate_field"),
     path("new/rows/add/", views.add_row, name="conversation_add_row"),
     path("new/rows/remove/", views.remove_row, name="conversation_remove_row"),
+    path("new/", views.new_conversation, name="conversation_new"),
     path("", record_views.conversation_list, name="conversations"),
     path("<int:pk>/", record_views.conversation_detail, name="conversation_detail"),
     path("export/", record_views.conversation_export, name="conversation_export"),

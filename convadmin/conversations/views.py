@@ -22,7 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 from django_htmx.http import push_url, reswap, retarget
 
 import providers
@@ -345,7 +345,7 @@ def builder_action(action: Callable[[HttpRequest, Page], HttpResponse]) -> Calla
     fragment; ``action`` gets the chosen provider and credential (none chosen: 400)."""
 
     @role_required(CREATORS)
-    @require_POST
+    @require_http_methods(["POST"])
     @wraps(action)
     def view(request: HttpRequest) -> HttpResponse:
         page = _choose(request.POST.get("provider", ""), request.POST.get("credential"), enabled_only=False)

@@ -23,6 +23,7 @@ from convadmin.credentials import calls
 from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.models import Credential
 from convadmin.exchanges.services import store_exchanges
+from providers import msgraph
 from providers.base import Credential as ProviderCredential
 from providers.base import FieldError, InvalidCredential, ProviderError, is_loopback
 from providers.redact import redact_text
@@ -30,7 +31,6 @@ from providers.redact import redact_text
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from providers import msgraph
     from providers.base import Provider
 
 logger = logging.getLogger(__name__)
