@@ -47,3 +47,14 @@ def get(name: str) -> Provider:
                 setattr(module, hook, default)
         module._hooks_filled = True
     return module  # type: ignore[return-value]
+
+
+def record_title(provider: str, name: str, participants: list, external_id: str) -> str:
+    """What people call a record: its name; else the provider's ``UNTITLED`` with its first participant
+    (HighLevel: "Contact …"); else the external id."""
+    if name:
+        return name
+    untitled = get(provider).UNTITLED if provider in NAMES else ""
+    if untitled and participants:
+        return untitled.format(participant=participants[0])
+    return external_id

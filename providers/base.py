@@ -193,6 +193,7 @@ class Provider(Protocol):
     SIGN_IN: bool  # a person signs in through the browser (authorize_url / redeem_code)
     KEYSTORE_UPLOAD: bool  # the credential comes as a file the provider's console downloads
     PREVIEW_HINT: str  # one sentence shown under the request preview
+    UNTITLED: str  # a record without a name is called this ("{participant}": its first participant); "": no
 
     def curl_auth(self, settings: Mapping[str, Any]) -> tuple[str, str]: ...
 
@@ -241,8 +242,71 @@ HOOK_DEFAULTS: dict[str, Any] = {
     "SIGN_IN": False,
     "KEYSTORE_UPLOAD": False,
     "PREVIEW_HINT": "",
+    "UNTITLED": "",
     "curl_auth": bearer_curl_auth("TOKEN", "the credential's token."),
 }
+
+
+def given(value: Any) -> bool:
+    """A value that counts as filled in: neither missing (None) nor the empty string."""
+    return value is not None and value != ""
+
+
+def dig(value: Any, path: str) -> Any:
+    """The value at a dotted ``path`` (``threads.0.posts.0.body``: keys and list indices), or None."""
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def unflatten(values: Mapping[str, Any], names: Iterable[str], *, nested: bool = True) -> dict[str, Any]:
+    """A body (or one participant) from a form's flat values: each of ``names`` whose text is not blank,
+    stripped; blank ones are left out.
+
+    A dotted name (``messaging_binding.address``) becomes nested objects, unless ``nested`` is False (a
+    provider whose keys hold dots, such as Twilio's ``Timers.Inactive``).
+    """
+    body: dict[str, Any] = {}
+    for name in names:
+        raw = values.get(name)
+        value = raw.strip() if isinstance(raw, str) else ""
+        if not value:
+            continue
+        *parents, last = name.split(".") if nested else [name]
+        target = body
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = value
+    return body
+
+
+def flatten(
+    body: Any,
+    names: Iterable[str],
+    *,
+    text: Callable[[Any], str] = str,
+    present: Callable[[Any], bool] = given,
+    blank: bool = False,
+    nested: bool = True,
+) -> dict[str, str]:
+    """The inverse of :func:`unflatten`: a form's flat values from a body (for "duplicate as new").
+
+    Each of ``names`` (dotted: see :func:`dig`, unless ``nested`` is False) whose value is ``present``,
+    as ``text``; with ``blank`` every name, "" for those not present.
+    """
+    values = {}
+    for name in names:
+        value = dig(body, name) if nested else (body.get(name) if isinstance(body, Mapping) else None)
+        if present(value):
+            values[name] = text(value)
+        elif blank:
+            values[name] = ""
+    return values
 
 
 def is_loopback(host: str) -> bool:

@@ -30,10 +30,12 @@ from providers.base import (
     base_url,
     bearer_curl_auth,
     error_text,
+    flatten,
     reply_leaves_outcome_unknown,
     request_method,
     require_fields,
     too_deep,
+    unflatten,
     unique_errors,
     value_errors,
 )
@@ -48,6 +50,7 @@ NATURAL_KEY = "contactId"
 KEY_IS_UNIQUE = True  # one conversation per contact: a second create is refused ("already exists!")
 SETTING_DEFAULTS = {"locationId": "location_id"}
 PARTICIPANT_IDENTITY = ("contactId",)
+UNTITLED = "Contact {participant}"  # no conversation name: a record is called by its contact
 curl_auth = bearer_curl_auth(
     "HIGHLEVEL_TOKEN", "the location's private integration token (pit-…) or an OAuth access token."
 )
@@ -220,17 +223,12 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 
 def body_from_fields(fields: Mapping[str, str], participants: list[Mapping[str, str]]) -> dict[str, Any]:
     """The body from the form: ``contactId`` and, when filled in, ``locationId`` (no participant rows)."""
-    body: dict[str, Any] = {}
-    for name in BODY_KEYS:
-        value = (fields.get(name) or "").strip()
-        if value:
-            body[name] = value
-    return body
+    return unflatten(fields, BODY_KEYS)
 
 
 def fields_from_body(body: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The inverse of :func:`body_from_fields`."""
-    return {name: str(body[name]) for name in BODY_KEYS if body.get(name)}, []
+    return flatten(body, BODY_KEYS, present=bool), []
 
 
 def _headers(credential: Credential, version: str = CONVERSATIONS_VERSION) -> dict[str, str]:
@@ -243,8 +241,8 @@ def _headers(credential: Credential, version: str = CONVERSATIONS_VERSION) -> di
 
 def build_request(body: Mapping[str, Any], credential: Credential) -> httpx.Request:
     """``POST {base}/conversations/`` with the compact JSON body."""
-    # The trailing slash is required: without it HighLevel answers 404 (the seed page shows it but
-    # does not say so).
+    # The trailing slash is required: without it HighLevel answers 404 (HighLevel's API reference shows
+    # it but does not say so).
     url = f"{base_url(credential, DEFAULT_BASE_URL)}/conversations/"
     content = json.dumps(prepare(body, credential), separators=(",", ":")).encode()
     headers = {**_headers(credential), "Content-Type": "application/json"}

@@ -1,4 +1,5 @@
-"""Mixin Messenger: ``POST /conversations`` signed with the bot session's key (provider-facts.md §1).
+"""Mixin Messenger: ``POST /conversations`` signed with the bot session's key (Mixin's API
+documentation, "Conversations" and "Authentication").
 
 Every request carries a fresh JWT (EdDSA, or RS512 for legacy RSA sessions) whose ``sig`` claim is the
 SHA-256 of the method, the path with its query and the exact body bytes; the same bytes are sent.
@@ -38,9 +39,11 @@ from providers.base import (
     bearer_curl_auth,
     check_base_url,
     error_text,
+    flatten,
     reply_leaves_outcome_unknown,
     request_method,
     too_deep,
+    unflatten,
     unique_errors,
     value_errors,
 )
@@ -186,7 +189,7 @@ def sign_token(
     """A JWT for one request, signed with the session key (EdDSA, or RS512 for a legacy RSA key)."""
     algorithm, key = _signing_key(credential)
     iat = int(time.time()) if iat is None else iat
-    claims = {  # this order reproduces the reference token of provider-facts §1.8 byte for byte
+    claims = {  # this order reproduces the official Node SDK's test token byte for byte
         "uid": credential.settings["app_id"],
         "sid": credential.settings["session_id"],
         "iat": iat,
@@ -367,7 +370,7 @@ def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldEr
         errors.append(FieldError(prefix + "role", 'Role must be "" (member) or "ADMIN".'))
     for key in row:
         if key == "action":
-            # The older reference page (seed 000) lists ``action`` as a participant field and sends
+            # An older page of Mixin's API documentation lists ``action`` as a participant field and sends
             # "action":"ADD"; it is really the path segment of /conversations/{id}/participants/{action}.
             errors.append(
                 FieldError(
@@ -384,7 +387,7 @@ def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldEr
 
 
 def validate(body: Mapping[str, Any], credential: Credential | None = None) -> list[FieldError]:
-    """Every rule of provider-facts §1.4; the credential adds the CONTACT id check and the bot's own id."""
+    """Every rule of Mixin's documentation for a create; the credential adds the CONTACT id check and the bot's own id."""
     if not isinstance(body, Mapping):
         return [FieldError("body", "The body must be a JSON object.")]
     errors = value_errors(body)
@@ -505,8 +508,8 @@ def prepare(body: Mapping[str, Any], credential: Credential, key: str | None = N
         if category == "CONTACT":
             conversation_id = unique_conversation_id(app_id, participants[0]["user_id"])
         else:
-            # Current docs (and the Go SDK) derive a GROUP id from a random_id sent alongside; the seeds'
-            # plain random UUID still works, but this one lets the server recompute it.
+            # Current docs (and the Go SDK) derive a GROUP id from a random_id sent alongside; an older
+            # docs page's plain random UUID still works, but this one lets the server recompute it.
             random_id = random_id or str(uuid.uuid4())
             conversation_id = group_conversation_id(
                 app_id, name, [p["user_id"] for p in participants], random_id
@@ -539,28 +542,16 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 def body_from_fields(fields: Mapping[str, str], participants: list[Mapping[str, str]]) -> dict[str, Any]:
     """The body from the form's flat values; blank values are dropped, every row is kept (its index is
     the error path of its inputs)."""
-    body: dict[str, Any] = {}
-    for f in BODY_FIELDS:
-        value = (fields.get(f.name) or "").strip()
-        if value:
-            body[f.name] = value
-    rows = []
-    for row in participants:
-        out = {}
-        for f in PARTICIPANT_FIELDS:
-            value = (row.get(f.name) or "").strip()
-            if value:
-                out[f.name] = value
-        rows.append(out)
-    body["participants"] = rows
+    body = unflatten(fields, [f.name for f in BODY_FIELDS])
+    body["participants"] = [unflatten(row, [f.name for f in PARTICIPANT_FIELDS]) for row in participants]
     return body
 
 
 def fields_from_body(body: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The form's flat values from a body (``random_id`` has no input and is left out)."""
-    fields = {f.name: str(body[f.name]) for f in BODY_FIELDS if _given(body.get(f.name))}
+    fields = flatten(body, [f.name for f in BODY_FIELDS])
     rows = [
-        {f.name: str(row.get(f.name) or "") for f in PARTICIPANT_FIELDS}
+        flatten(row, [f.name for f in PARTICIPANT_FIELDS], present=bool, blank=True)
         for row in body.get("participants") or []
         if isinstance(row, Mapping)
     ]

@@ -21,9 +21,10 @@ marker (sent before markers existed) is found only when exactly one candidate ex
 after ``sent_at``. Graph does not refuse a second create with the same topic (``KEY_IS_UNIQUE`` False),
 so a job must never re-send on "not found" alone.
 
-The seed page (``004_…``, 2015 beta) is wrong about the body: it sends ``hasAttachments``,
-``lastDeliveredDateTime``, ``uniqueSenders`` and ``preview``, which are computed; the live API takes
-``topic`` + ``threads[].posts[]`` and needs the delegated scope the seed leaves blank.
+Microsoft's old beta page for this call is wrong about the body: it sends ``hasAttachments``,
+``lastDeliveredDateTime``, ``uniqueSenders`` and ``preview``, which are computed; the live API (Graph v1.0
+reference, "Create conversation") takes ``topic`` + ``threads[].posts[]`` and needs the delegated
+``Group.ReadWrite.All`` scope.
 """
 
 from __future__ import annotations
@@ -57,9 +58,11 @@ from providers.base import (
     base_url,
     bearer_curl_auth,
     error_text,
+    flatten,
     reply_leaves_outcome_unknown,
     require_fields,
     too_deep,
+    unflatten,
     unique_errors,
     value_errors,
 )
@@ -186,6 +189,7 @@ PARTICIPANT_FIELDS = [
     Field("emailAddress.name", "Name", required=False),
     Field("emailAddress.address", "E-mail address", widget="email", placeholder="adele@contoso.com"),
 ]
+ROW_FIELDS = [f.name for f in PARTICIPANT_FIELDS]
 
 
 @dataclass(frozen=True)
@@ -697,9 +701,7 @@ def body_from_fields(fields: Mapping[str, str], participants: list[Mapping[str, 
     def value(source: Mapping[str, str], key: str) -> str:
         return (source.get(key) or "").strip()
 
-    body: dict[str, Any] = {}
-    if value(fields, "groupId"):
-        body["groupId"] = value(fields, "groupId")
+    body = unflatten(fields, ["groupId"])
     body["topic"] = value(fields, "topic")
     post: dict[str, Any] = {
         "body": {
@@ -707,12 +709,9 @@ def body_from_fields(fields: Mapping[str, str], participants: list[Mapping[str, 
             "content": fields.get("threads.0.posts.0.body.content") or "",
         }
     }
-    rows = []
-    for row in participants:
-        name, address = value(row, "emailAddress.name"), value(row, "emailAddress.address")
-        if not (name or address):
-            continue
-        rows.append({"emailAddress": {"name": name, "address": address} if name else {"address": address}})
+    rows = [row for row in (unflatten(flat, ROW_FIELDS) for flat in participants) if row]
+    for row in rows:
+        row["emailAddress"].setdefault("address", "")  # a name alone: the missing address is the error
     if rows:
         post["newParticipants"] = rows
     body["threads"] = [{"posts": [post]}]
@@ -721,26 +720,13 @@ def body_from_fields(fields: Mapping[str, str], participants: list[Mapping[str, 
 
 def fields_from_body(body: Mapping[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The inverse of :func:`body_from_fields` (for "duplicate as new")."""
-    body = body if isinstance(body, Mapping) else {}
-    item_body = _post(body).get("body")
-    item_body = item_body if isinstance(item_body, Mapping) else {}
 
-    def text(value: Any) -> str:
-        return value if isinstance(value, str) else ""
+    def is_text(value: Any) -> bool:
+        return isinstance(value, str)
 
-    fields = {
-        "groupId": text(body.get("groupId")),
-        "topic": text(body.get("topic")),
-        "threads.0.posts.0.body.contentType": text(item_body.get("contentType")).lower(),
-        "threads.0.posts.0.body.content": text(item_body.get("content")),
-    }
-    rows = []
-    for row in _participants(body):
-        email = row.get("emailAddress")
-        email = email if isinstance(email, Mapping) else {}
-        rows.append(
-            {"emailAddress.name": text(email.get("name")), "emailAddress.address": text(email.get("address"))}
-        )
+    fields = flatten(body, [f.name for f in BODY_FIELDS], present=is_text, blank=True)
+    fields["threads.0.posts.0.body.contentType"] = fields["threads.0.posts.0.body.contentType"].lower()
+    rows = [flatten(row, ROW_FIELDS, present=is_text, blank=True) for row in _participants(body)]
     return fields, rows
 
 

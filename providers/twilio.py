@@ -6,7 +6,8 @@ object (snake_case keys, nested ``messaging_binding``). HTTP Basic with the Acco
 an API key SID + secret. Participants are added asynchronously (202): the conversation is read back
 and a ``closed`` one means they failed.
 
-Where the seed page (002) and the real API differ, this module follows the API: API keys work as well
+Where older write-ups of this call and the real API differ, this module follows Twilio's Conversations API
+reference: API keys work as well
 as the Auth Token; participant JSON uses snake_case keys with a nested ``messaging_binding``, one
 repeated form field each; ``closed`` is refused at creation; timers need ``State``; 201 (no
 participants) and 202 (participants being added) are both success.
@@ -36,10 +37,12 @@ from providers.base import (
     Summary,
     base_url,
     error_text,
+    flatten,
     reply_leaves_outcome_unknown,
     request_method,
     require_fields,
     too_deep,
+    unflatten,
     unique_errors,
     value_errors,
 )
@@ -71,7 +74,7 @@ URL_HOSTS = {
         *(f"conversations.{edge}.{region}.twilio.com" for region in REGIONS for edge in EDGES),
     )
 }
-# The seed (002) also lists "closed"; Twilio refuses it at creation (error 50384), so it is not offered.
+# The API also knows "closed", but Twilio refuses it at creation (error 50384), so it is not offered.
 STATES = ("initializing", "inactive", "active")
 
 SCALAR_KEYS = (
@@ -90,6 +93,8 @@ SCALAR_KEYS = (
 BODY_KEYS = (*SCALAR_KEYS, PARTICIPANTS_PATH)
 PARTICIPANT_KEYS = ("identity", "messaging_binding", "attributes", "role_sid")
 BINDING_KEYS = ("address", "proxy_address", "projected_address")
+#: A participant row's form names (``role_sid`` has no input but survives "duplicate as new").
+ROW_FIELDS = ("identity", *(f"messaging_binding.{k}" for k in BINDING_KEYS), "attributes", "role_sid")
 
 MAX_NAME = 256
 MAX_ATTRIBUTES = 16 * 1024
@@ -848,33 +853,14 @@ def summarize(body: Mapping[str, Any]) -> Summary:
     return Summary(name, people)
 
 
-def _clean(value: Any) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
 def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else _compact(value)
 
 
 def body_from_fields(fields: Mapping[str, str], participants: list[Mapping[str, str]]) -> dict[str, Any]:
     """The body from the form's flat values; each participant row stays (even empty) so paths match rows."""
-    body: dict[str, Any] = {key: _clean(fields.get(key)) for key in SCALAR_KEYS if _clean(fields.get(key))}
-    rows: list[dict[str, Any]] = []
-    for flat in participants:
-        row: dict[str, Any] = {}
-        if _clean(flat.get("identity")):
-            row["identity"] = _clean(flat["identity"])
-        binding = {
-            k: _clean(flat.get(f"messaging_binding.{k}"))
-            for k in BINDING_KEYS
-            if _clean(flat.get(f"messaging_binding.{k}"))
-        }
-        if binding:
-            row["messaging_binding"] = binding
-        for key in ("attributes", "role_sid"):
-            if _clean(flat.get(key)):
-                row[key] = _clean(flat[key])
-        rows.append(row)
+    body = unflatten(fields, SCALAR_KEYS, nested=False)
+    rows = [unflatten(flat, ROW_FIELDS) for flat in participants]
     if rows:
         body[PARTICIPANTS_PATH] = rows
     return body
@@ -884,25 +870,13 @@ def fields_from_body(body: Mapping[str, Any]) -> tuple[dict[str, str], list[dict
     """The inverse of :func:`body_from_fields` (attributes objects come back as JSON text)."""
     if not isinstance(body, Mapping):
         return {}, []
-    fields = {key: _as_text(body[key]) for key in SCALAR_KEYS if _present(body.get(key))}
-    rows: list[dict[str, str]] = []
+    fields = flatten(body, SCALAR_KEYS, text=_as_text, nested=False)
     participants = body.get(PARTICIPANTS_PATH)
-    for row in participants if isinstance(participants, list) else []:
-        if not isinstance(row, Mapping):
-            continue
-        flat = {
-            key: _as_text(row[key])
-            for key in ("identity", "attributes", "role_sid")
-            if _present(row.get(key))
-        }
-        binding = row.get("messaging_binding")
-        if isinstance(binding, Mapping):
-            flat |= {
-                f"messaging_binding.{k}": _as_text(binding[k])
-                for k in BINDING_KEYS
-                if _present(binding.get(k))
-            }
-        rows.append(flat)
+    rows = [
+        flatten(row, ROW_FIELDS, text=_as_text)
+        for row in (participants if isinstance(participants, list) else [])
+        if isinstance(row, Mapping)
+    ]
     return fields, rows
 
 

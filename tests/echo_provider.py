@@ -38,6 +38,7 @@ KEY_IS_UNIQUE = True
 NOT_DUPLICATED = ("ref",)
 PARTICIPANT_IDENTITY = ("handle",)
 PREVIEW_HINT = "Echo repeats what it is sent."
+UNTITLED = "Echo with {participant}"
 curl_auth = bearer_curl_auth("ECHO_TOKEN", "the echo token.")
 
 CREDENTIAL_FIELDS = [Field("token", "Token", secret=True, widget="password")]

@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md §1, read from the code with ``ast``: a forbidden edge fails here.
+"""The import rules between the layers (providers, apps, views), read from the code with ``ast``: a forbidden edge fails here.
 
 providers (no Django, no convadmin) · accounts ← audit ← lists ← exchanges ← credentials ← conversations:
 each package imports only what lies below it. Imports under ``if TYPE_CHECKING:`` are not edges.
@@ -7,6 +7,7 @@ each package imports only what lies below it. Imports under ``if TYPE_CHECKING:`
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -91,4 +92,43 @@ def test_the_check_sees_a_forbidden_edge(tmp_path, monkeypatch):
     )
     assert forbidden("convadmin.audit", ALLOWED["convadmin.audit"]) == [
         "bad.py:4 imports convadmin.conversations.services"
+    ]
+
+
+#: A branch on a provider's name: the name as a quoted string (``== "msgraph"``, ``provider="mixin"``).
+PROVIDER_NAME = re.compile(r"""["'](mixin|twilio|highlevel|msgraph)["']""")
+#: Where a provider may be named: migrations (frozen choices) and the demo data.
+NAMED_ON_PURPOSE = ("migrations", "seed_demo.py")
+
+
+def provider_branches(root: Path) -> list[str]:
+    """``path:line: text`` of every line under ``convadmin/`` and ``templates/`` naming a provider."""
+    found = []
+    for folder in ("convadmin", "templates"):
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix not in (".py", ".html") or any(p in path.parts for p in NAMED_ON_PURPOSE):
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if PROVIDER_NAME.search(line):
+                    found.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    return found
+
+
+def test_no_code_or_template_branches_on_a_provider_name():
+    """Whatever differs between providers is a hook of their module (providers.base.HOOK_DEFAULTS)."""
+    assert provider_branches(ROOT) == []
+
+
+def test_the_check_sees_a_branch_on_a_provider_name(tmp_path):
+    (tmp_path / "convadmin" / "credentials").mkdir(parents=True)
+    (tmp_path / "convadmin" / "credentials" / "forms.py").write_text('if provider == "mixin":\n    pass\n')
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "edit.html").write_text(
+        "{% if credential.provider == 'msgraph' %}{% endif %}\n"
+    )
+    (tmp_path / "convadmin" / "migrations").mkdir()
+    (tmp_path / "convadmin" / "migrations" / "0001_initial.py").write_text('("mixin", "Mixin Messenger")\n')
+    assert provider_branches(tmp_path) == [
+        'convadmin/credentials/forms.py:1: if provider == "mixin":',
+        "templates/edit.html:1: {% if credential.provider == 'msgraph' %}{% endif %}",
     ]

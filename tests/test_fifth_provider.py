@@ -92,3 +92,12 @@ def test_duplicate_as_new_leaves_out_the_echo_reference(echo, support_client):
     )
     page = support_client.get(f"/conversations/new/?from={original.pk}").content.decode()
     assert 'value="Hi"' in page and "r-9" not in page
+
+
+def test_a_record_without_a_name_is_called_what_the_provider_says(echo, support_client):
+    """The ``UNTITLED`` hook (HighLevel: "Contact …"), not a branch on the provider's name."""
+    from tests.factories import ConversationFactory
+
+    ConversationFactory(provider="echo", credential=echo, name="", participants=["@bo"], external_id="E-7")
+    listing = support_client.get("/conversations/").content.decode()
+    assert ">Echo with @bo</a>" in listing and ">E-7</a>" not in listing

@@ -25,8 +25,7 @@ from convadmin.lists.filters import (
     page_size_field,
     plain_choices,
 )
-from convadmin.lists.keyset import decode_cursor, keyset_page
-from convadmin.lists.views import render_list
+from convadmin.lists.views import render_list, requested_page
 
 TARGET_TYPES = [("user", "User"), ("credential", "Credential"), ("conversation", "Conversation")]
 EVENT_COLUMNS = {
@@ -126,13 +125,8 @@ def filter_events(qs, filters: dict[str, Any]):
 def audit_log(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET)
     filters = form.filters()
-    page = keyset_page(
-        filter_events(AuditEvent.objects.all(), filters),
-        field="event_time",
-        size=form.page_size(),
-        after=decode_cursor(request.GET.get("after")),
-        before=decode_cursor(request.GET.get("before")),
-    )
+    events = filter_events(AuditEvent.objects.all(), filters)
+    page = requested_page(request, events, field="event_time", size=form.page_size())
     for event in page.rows:
         event.changes = readable_changes(event.extra)
     return render_list(request, "audit/log.html", {"form": form, "page": page, "filtered": bool(filters)})

@@ -15,8 +15,10 @@ from typing import Any
 
 from django import forms
 from django.forms import BoundField
+from django.urls import reverse
 
 import providers
+from convadmin.credentials.forms import form_field
 from providers.base import Field
 
 PREFIX = "participants"
@@ -29,31 +31,8 @@ def css_id(name: str) -> str:
 
 
 def _form_field(spec: Field) -> forms.Field:
-    attrs: dict[str, str] = {}
-    if spec.placeholder:
-        attrs["placeholder"] = spec.placeholder
-    if spec.required:
-        attrs["aria-required"] = "true"
-    if spec.choices or spec.widget == "select":
-        return forms.ChoiceField(
-            label=spec.label,
-            choices=spec.choices,
-            required=False,
-            help_text=spec.help,
-            widget=forms.Select(attrs=attrs),
-        )
-    widgets = {
-        "textarea": forms.Textarea(attrs={"rows": "4", **attrs}),
-        "email": forms.EmailInput(attrs=attrs),
-        "password": forms.PasswordInput(attrs=attrs),
-    }
-    return forms.CharField(
-        label=spec.label,
-        required=False,
-        strip=False,
-        help_text=spec.help,
-        widget=widgets.get(spec.widget, forms.TextInput(attrs=attrs)),
-    )
+    """A body or participant input: typed text is kept as typed (the provider judges spaces)."""
+    return form_field(spec, attrs={"rows": "4"} if spec.widget == "textarea" else None, strip=False)
 
 
 def _form_class(name: str, specs: list[Field]) -> type[forms.Form]:
@@ -89,9 +68,11 @@ class FieldView:
 
 
 def wire(
-    form: forms.Form, specs: list[Field], url: str, placeholders: Mapping[str, str] | None = None
+    form: forms.Form, specs: list[Field], placeholders: Mapping[str, str] | None = None
 ) -> list[FieldView]:
-    """Make each input validate itself when the user leaves it, and describe it by its help and errors."""
+    """Make each input validate itself when the user leaves it (``conversation_validate_field``), and
+    describe it by its help and errors."""
+    url = reverse("conversation_validate_field")
     views = []
     for spec in specs:
         bound = form[spec.name]

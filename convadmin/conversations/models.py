@@ -16,12 +16,8 @@ class Status(models.TextChoices):
 
 
 def record_title(name: str, provider: str, participants: list, external_id: str) -> str:
-    """What people call a record: its name; for HighLevel (no names) the contact id; else the external id."""
-    if name:
-        return name
-    if provider == "highlevel" and participants:
-        return f"Contact {participants[0]}"
-    return external_id
+    """What people call a record (see :func:`providers.record_title`)."""
+    return providers.record_title(provider, name, participants, external_id)
 
 
 class Conversation(models.Model):

@@ -1,16 +1,19 @@
 """The create side: dashboard and the new-conversation builder (provider → credential → fields → rows).
 
-One view serves the builder (the pattern of django-htmx-patterns): a POST carrying ``_validate_field``,
-``_add_row``, ``_remove_row``, ``_preview`` or ``_another`` is that small action; any other POST creates.
-htmx gets fragments (partials of ``conversations/new.html``); without JavaScript every action re-renders
-the page. The create key in the form is spent by a success: the same body again is a double submit (the
+The builder's POST previews (``_preview``), starts another like this (``_another``) or creates; without
+JavaScript it also adds or removes a participant row (``_add_row``, ``_remove_row``) by re-rendering the
+form. With htmx, checking a field as the user leaves it and adding or removing a row are small views of
+their own (:func:`validate_field`, :func:`add_row`, :func:`remove_row`) answering fragments (partials of
+``conversations/new.html``). The create key in the form is spent by a success: the same body again is a double submit (the
 first record comes back), another body is refused until "Create another like this" gives a fresh key.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import wraps
 from typing import Any
 
 from django import forms
@@ -28,7 +31,10 @@ from convadmin.audit.services import client_ip
 from convadmin.conversations import forms as builder
 from convadmin.conversations import services
 from convadmin.conversations.models import Conversation, Status
+from convadmin.credentials.forms import place_errors
 from convadmin.credentials.models import Credential
+from convadmin.lists.views import fragment_or_page
+from providers.base import dig
 
 TEMPLATE = "conversations/new.html"
 
@@ -174,7 +180,7 @@ def _new_row(page: Page, index: int, number: int) -> Row:
         index=index,
         number=number,
         form=form,
-        fields=builder.wire(form, page.module.PARTICIPANT_FIELDS, page.url()),
+        fields=builder.wire(form, page.module.PARTICIPANT_FIELDS),
     )
 
 
@@ -187,7 +193,7 @@ def _build_forms(page: Page, fields: dict[str, str], rows: list[dict[str, str]],
         page.body_form.is_valid()
     else:
         page.body_form = form_class(initial=fields, use_required_attribute=False)
-    page.body_fields = builder.wire(page.body_form, module.BODY_FIELDS, page.url(), _placeholders(page))
+    page.body_fields = builder.wire(page.body_form, module.BODY_FIELDS, _placeholders(page))
     formset_class = builder.participant_formset_class(page.provider)
     options = {"prefix": builder.PREFIX, "form_kwargs": {"use_required_attribute": False}}
     if bound:
@@ -199,9 +205,7 @@ def _build_forms(page: Page, fields: dict[str, str], rows: list[dict[str, str]],
     else:
         formset = formset_class(initial=rows, **options)
     page.rows = [
-        Row(
-            index=i, number=i + 1, form=form, fields=builder.wire(form, module.PARTICIPANT_FIELDS, page.url())
-        )
+        Row(index=i, number=i + 1, form=form, fields=builder.wire(form, module.PARTICIPANT_FIELDS))
         for i, form in enumerate(formset.forms)
     ]
     page.total_forms = len(page.rows)
@@ -223,18 +227,17 @@ def _body(page: Page, fields: dict[str, str], rows: list[dict[str, str]]) -> tup
 def _apply_errors(page: Page, errors: dict[str, list[str]], row_of: list[int]) -> None:
     """Put each error at the input that caused it: body field, participant field, or a box."""
     module = page.module
-    body_names = {spec.name for spec in module.BODY_FIELDS}
-    row_names = {spec.name for spec in module.PARTICIPANT_FIELDS}
     path = module.PARTICIPANTS_PATH
-    for where, messages_ in errors.items():
-        if where in body_names and page.body_form is not None:
-            page.body_form.add_error(where, messages_)
-            continue
+    left = list(errors.items())
+    if page.body_form is not None:
+        left = place_errors(page.body_form, left, [spec.name for spec in module.BODY_FIELDS])
+    for where, messages_ in left:
         if path and where.startswith(f"{path}."):
             position, _, sub = where[len(path) + 1 :].partition(".")
             if position.isdigit() and int(position) < len(row_of):
                 form = page.rows[row_of[int(position)]].form
-                form.add_error(sub if sub in row_names else None, messages_)
+                for _, not_an_input in place_errors(form, [(sub, messages_)]):
+                    form.add_error(None, not_an_input)
                 continue
         if path and where.startswith(path):
             page.participant_errors += messages_
@@ -244,8 +247,7 @@ def _apply_errors(page: Page, errors: dict[str, list[str]], row_of: list[int]) -
 
 def _render(request: HttpRequest, page: Page, partial: str | None, **extra: Any) -> HttpResponse:
     """The partial for htmx, the whole page otherwise (also for htmx history restores)."""
-    fragment = request.htmx and not request.htmx.history_restore_request
-    name = f"{TEMPLATE}#{partial}" if fragment and partial else TEMPLATE
+    name = fragment_or_page(request, TEMPLATE, partial) if partial else TEMPLATE
     response = render(request, name, page.context(request, **extra))
     patch_vary_headers(response, ("HX-Request",))
     return response
@@ -260,28 +262,20 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _show(request)
     data = request.POST
+    if "_validate_field" in data:  # a page from before validation had its own address: never a create
+        return HttpResponseBadRequest("Reload the page: fields are checked at another address now.")
     page = _choose(data.get("provider", ""), data.get("credential"), enabled_only=False)
     if page.credential is None:
-        if request.htmx and ("_validate_field" in data or "_add_row" in data or "_remove_row" in data):
-            return HttpResponseBadRequest("Choose a provider and a credential first.")
         page.form_errors.append("Choose a provider and one of its credentials.")
         response = _render(request, page, "builder")
         if request.htmx:
             retarget(response, "#builder")
             reswap(response, "innerHTML")
         return response
-    if "_validate_field" in data:
-        return _validate_field(request, page, data["_validate_field"])
-    if "_add_row" in data and request.htmx:
-        return _add_row(request, page)
-    if "_remove_row" in data and request.htmx:
-        return _remove_row(request, page)
     fields, rows = _posted(page, data)
-    if "_add_row" in data and len(rows) < page.module.MAX_PARTICIPANTS:
-        rows.append({})
-    elif "_remove_row" in data:
-        indices = [i for i, _ in builder.present_rows(data, page.module.PARTICIPANT_FIELDS)]
-        rows = [values for i, values in zip(indices, rows, strict=True) if str(i) != data["_remove_row"]]
+    if "_add_row" in data or "_remove_row" in data:  # without JavaScript: the whole form again
+        kept, added = _edit_rows(page, data, add="_add_row" in data)
+        rows = [values for _, values in kept] + [{}] * added
     page.idempotency_key = _key(data.get("idempotency_key"))
     _build_forms(page, fields, rows, bound=True)
     if "_add_row" in data or "_remove_row" in data:
@@ -344,13 +338,40 @@ def _clear_unique(page: Page, fields: dict[str, str]) -> str:
     return f" Cleared, as each conversation needs its own: {', '.join(labels.get(n, n) for n in cleared)}."
 
 
-# --- small actions ------------------------------------------------------------------------------
+# --- small actions (htmx) -----------------------------------------------------------------------
 
 
-def _validate_field(request: HttpRequest, page: Page, name: str) -> HttpResponse:
+def builder_action(action: Callable[[HttpRequest, Page], HttpResponse]) -> Callable[..., HttpResponse]:
+    """A small htmx action of the builder at its own address: a POST of the whole form, answered with a
+    fragment; ``action`` gets the chosen provider and credential (none chosen: 400)."""
+
+    @role_required(CREATORS)
+    @require_http_methods(["POST"])
+    @wraps(action)
+    def view(request: HttpRequest) -> HttpResponse:
+        page = _choose(request.POST.get("provider", ""), request.POST.get("credential"), enabled_only=False)
+        if page.credential is None:
+            return HttpResponseBadRequest("Choose a provider and a credential first.")
+        return action(request, page)
+
+    return view
+
+
+def _edit_rows(page: Page, data: QueryDict, *, add: bool) -> tuple[list[tuple[int, dict[str, str]]], bool]:
+    """ "Add participant" or "Remove" on the posted rows: ``(index, values)`` of the rows kept (less the one
+    ``_remove_row`` names) and whether a new row is added (not past the provider's limit)."""
+    removed = data.get("_remove_row")
+    present = builder.present_rows(data, page.module.PARTICIPANT_FIELDS)
+    kept = [(index, values) for index, values in present if str(index) != removed]
+    return kept, add and len(kept) < page.module.MAX_PARTICIPANTS
+
+
+@builder_action
+def validate_field(request: HttpRequest, page: Page) -> HttpResponse:
     """One input left by the user: only its error container (and cleared ones of its neighbours)."""
     module = page.module
     data = request.POST
+    name = data.get("_validate_field", "")
     match = builder.ROW_NAME.match(name)
     row_specs = {spec.name: spec for spec in module.PARTICIPANT_FIELDS}
     if match and match.group(2) in row_specs and module.PARTICIPANTS_PATH:
@@ -359,7 +380,7 @@ def _validate_field(request: HttpRequest, page: Page, name: str) -> HttpResponse
         errors: dict[str, list[str]] = {}
         if not builder.is_blank(values):
             body = module.body_from_fields({}, [values])
-            rows = services.dig(body, module.PARTICIPANTS_PATH)
+            rows = dig(body, module.PARTICIPANTS_PATH)
             row = rows[0] if isinstance(rows, list) and rows else {}
             errors = services.errors_by_path(module.validate_participant(row, index))
         prefix = f"{module.PARTICIPANTS_PATH}.{index}."
@@ -387,7 +408,7 @@ def _check_as_shown(page: Page, data: QueryDict) -> None:
     fields, _ = _posted(page, data)
     page.body_form = builder.body_form_class(page.provider)(data=fields, use_required_attribute=False)
     page.body_form.is_valid()
-    page.body_fields = builder.wire(page.body_form, module.BODY_FIELDS, page.url())
+    page.body_fields = builder.wire(page.body_form, module.BODY_FIELDS)
     present = builder.present_rows(data, module.PARTICIPANT_FIELDS)
     form_class = builder.participant_form_class(page.provider)
     page.rows = []
@@ -397,7 +418,7 @@ def _check_as_shown(page: Page, data: QueryDict) -> None:
             data={f"{prefix}-{k}": v for k, v in values.items()}, prefix=prefix, use_required_attribute=False
         )
         form.is_valid()
-        page.rows.append(Row(index, number, form, builder.wire(form, module.PARTICIPANT_FIELDS, page.url())))
+        page.rows.append(Row(index, number, form, builder.wire(form, module.PARTICIPANT_FIELDS)))
     body, row_of = _body(page, fields, [values for _, values in present])
     assert page.credential is not None
     _apply_errors(page, services.validate_body(body, page.credential), row_of)
@@ -407,18 +428,19 @@ def _container(html_name: str, errors: list[str]) -> dict[str, Any]:
     return {"slug": builder.css_id(html_name), "input_id": f"id_{html_name}", "errors": errors}
 
 
-def _add_row(request: HttpRequest, page: Page) -> HttpResponse:
+@builder_action
+def add_row(request: HttpRequest, page: Page) -> HttpResponse:
     """One new row (focus moves to it), the new TOTAL_FORMS and the add button, or the limit message."""
     module = page.module
-    present = [i for i, _ in builder.present_rows(request.POST, module.PARTICIPANT_FIELDS)]
+    kept, added = _edit_rows(page, request.POST, add=True)
     try:
         total = int(request.POST.get(f"{builder.PREFIX}-TOTAL_FORMS", "0"))
     except ValueError:
         total = 0
-    index = max([total, *(i + 1 for i in present)])
-    count = len(present)
+    index = max([total, *(i + 1 for i, _ in kept)])
+    count = len(kept)
     row = None
-    if count < module.MAX_PARTICIPANTS:
+    if added:
         row = _new_row(page, index, count + 1)
         first = row.fields[0].bound.field.widget.attrs if row.fields else {}
         first["data-autofocus"] = ""
@@ -431,11 +453,12 @@ def _add_row(request: HttpRequest, page: Page) -> HttpResponse:
     return render(request, f"{TEMPLATE}#row_added", context)
 
 
-def _remove_row(request: HttpRequest, page: Page) -> HttpResponse:
+@builder_action
+def remove_row(request: HttpRequest, page: Page) -> HttpResponse:
     """htmx deletes the row itself; the answer re-enables the add button, moves focus to it and
     renumbers the rows left (1, 2, 3 — not 1, 3, 4)."""
-    present = [i for i, _ in builder.present_rows(request.POST, page.module.PARTICIPANT_FIELDS)]
-    left = [i for i in present if str(i) != request.POST.get("_remove_row")]
+    kept, _ = _edit_rows(page, request.POST, add=False)
+    left = [index for index, _ in kept]
     page.rows = [Row(index=i, number=n, form=forms.Form(), fields=[]) for n, i in enumerate(left, 1)]
     context = page.context(request, at_cap=len(left) >= page.module.MAX_PARTICIPANTS, focus_add=True)
     return render(request, f"{TEMPLATE}#row_removed", context)

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django import forms
 
 import providers
 from convadmin.credentials.models import Credential
-from convadmin.credentials.services import LABEL_MAX_LENGTH, retyped_secret_names, setting_field_names
+from convadmin.credentials.services import (
+    LABEL_MAX_LENGTH,
+    kept_secrets,
+    retyped_secret_names,
+    setting_field_names,
+)
 from providers.base import Field, FieldError
 
 KEYSTORE_MAX_BYTES = 64 * 1024
 URL_FIELDS = ("base_url", "login_url")
+#: The label of each URL setting (the provider's ``URL_HOSTS`` names them).
+URL_LABELS = {"base_url": "Base URL", "login_url": "Sign-in URL"}
 
 
 def url_field(name: str) -> forms.CharField:
     if name == "base_url":
         return forms.CharField(
-            label="Base URL",
+            label=URL_LABELS[name],
             required=False,
             help_text="Optional: another host of this provider's API (scheme and host only), or the sandbox "
             "at e.g. http://127.0.0.1:8765. Only the provider's own hosts, loopback and hosts the operator "
@@ -27,7 +35,7 @@ def url_field(name: str) -> forms.CharField:
             widget=forms.URLInput(attrs={"autocomplete": "off", "placeholder": "https://…"}),
         )
     return forms.CharField(
-        label="Sign-in URL",
+        label=URL_LABELS[name],
         required=False,
         help_text="Optional: another Microsoft identity platform host (a national cloud's login host, "
         "the sandbox, or a host the operator lists in PROVIDER_EXTRA_HOSTS).",
@@ -42,35 +50,59 @@ class SecretTextarea(forms.Textarea):
         return None
 
 
-def form_field(field: Field) -> forms.Field:
-    """A Django form field for one provider ``Field``.
+def form_field(
+    spec: Field, *, attrs: Mapping[str, str] | None = None, default_choice: str = "", strip: bool = True
+) -> forms.Field:
+    """The Django form field for one provider ``Field``: a credential field, a body field or a participant
+    field (the one mapper of both).
 
-    Every field is optional for Django: the provider's ``parse_credential`` owns the rules (the same
-    messages as the command line), and a Mixin keystore upload replaces the typed fields.
+    Every field is optional for Django: the provider's own rules (``parse_credential``, ``validate``) decide
+    what is required, with the same messages as the command line. ``attrs`` are the widget's own (the
+    placeholder and ``aria-required`` come from ``spec``); ``default_choice`` labels an empty first choice
+    when the provider's choices have none; ``strip=False`` keeps surrounding spaces for the provider to judge.
     """
-    attrs: dict[str, str] = {"autocomplete": "new-password" if field.secret else "off", "spellcheck": "false"}
-    if field.placeholder:
-        attrs["placeholder"] = field.placeholder
-    if field.required:
+    attrs = dict(attrs or {})
+    if spec.placeholder:
+        attrs["placeholder"] = spec.placeholder
+    if spec.required:
         attrs["aria-required"] = "true"
-    options = {"label": field.label, "help_text": field.help, "required": False}
-    if field.choices:
-        choices = list(field.choices)
-        if not any(value == "" for value, _ in choices):
-            choices.insert(0, ("", "— default —"))
+    options = {"label": spec.label, "help_text": spec.help, "required": False}
+    if spec.choices or spec.widget == "select":
+        choices = list(spec.choices)
+        if default_choice and not any(value == "" for value, _ in choices):
+            choices.insert(0, ("", default_choice))
         return forms.ChoiceField(choices=choices, widget=forms.Select(attrs=attrs), **options)
-    if field.secret:
-        widget = (
+    if spec.secret or spec.widget == "password":
+        widget: forms.Widget = (
             SecretTextarea(attrs=attrs)
-            if field.widget == "textarea"
+            if spec.widget == "textarea"
             else forms.PasswordInput(attrs=attrs, render_value=False)
         )
-        return forms.CharField(widget=widget, **options)
-    if field.widget == "textarea":
-        return forms.CharField(widget=forms.Textarea(attrs=attrs), **options)
-    if field.widget == "email":
-        return forms.CharField(widget=forms.EmailInput(attrs=attrs), **options)
-    return forms.CharField(widget=forms.TextInput(attrs=attrs), **options)
+    else:
+        widgets = {"textarea": forms.Textarea, "email": forms.EmailInput}
+        widget = widgets.get(spec.widget, forms.TextInput)(attrs=attrs)
+    return forms.CharField(widget=widget, strip=strip, **options)
+
+
+def credential_field(field: Field) -> forms.Field:
+    """A credential input: never autocompleted (a password manager would offer the wrong secret)."""
+    attrs = {"autocomplete": "new-password" if field.secret else "off", "spellcheck": "false"}
+    return form_field(field, attrs=attrs, default_choice="— default —")
+
+
+def place_errors(
+    form: forms.Form, errors: Iterable[tuple[str, Any]], names: Iterable[str] | None = None
+) -> list[tuple[str, Any]]:
+    """Put each ``(path, message or messages)`` on the input of ``form`` named by its path (among
+    ``names``: by default every field); the errors no input takes are returned, for the caller to show."""
+    names = set(form.fields if names is None else names) & set(form.fields)
+    left = []
+    for path, message in errors:
+        if path in names:
+            form.add_error(path, message)
+        else:
+            left.append((path, message))
+    return left
 
 
 def keystore_field() -> forms.FileField:
@@ -123,10 +155,10 @@ class CredentialForm(forms.Form):
         if not provider:
             return
         self.fields["provider"] = forms.CharField(widget=forms.HiddenInput, initial=provider)
-        if provider == "mixin":
+        if providers.get(provider).KEYSTORE_UPLOAD:
             self.fields["keystore"] = keystore_field()
         for field in providers.get(provider).CREDENTIAL_FIELDS:
-            self.fields[field.name] = form_field(field)
+            self.fields[field.name] = credential_field(field)
         for name in setting_field_names(provider):
             if name in URL_FIELDS:
                 self.fields[name] = url_field(name)
@@ -167,10 +199,10 @@ class CredentialSettingsForm(forms.Form):
         # its own ids: the "Replace the secret" form on the same page has inputs of the same names
         super().__init__(*args, initial=initial, auto_id="settings_%s", **kwargs)
         for name in names:
-            self.fields[name] = url_field(name) if name in URL_FIELDS else form_field(fields[name])
+            self.fields[name] = url_field(name) if name in URL_FIELDS else credential_field(fields[name])
         self.secret_names = retyped_secret_names(credential.provider)
         for name in self.secret_names:
-            self.fields[name] = form_field(fields[name])
+            self.fields[name] = credential_field(fields[name])
             self.fields[name].help_text = "Only when changing a URL above: the secret, typed again."
             self.fields[name].widget.attrs.pop("aria-required", None)
 
@@ -195,7 +227,7 @@ class SecretForm(forms.Form):
     def __init__(self, credential: Credential, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.credential = credential
-        if credential.provider == "mixin":
+        if credential.provider_module.KEYSTORE_UPLOAD:
             self.fields["keystore"] = keystore_field()
             self.fields[
                 "keystore"
@@ -204,9 +236,10 @@ class SecretForm(forms.Form):
             )
         for field in credential.provider_module.CREDENTIAL_FIELDS:
             if field.secret:
-                self.fields[field.name] = form_field(field)
-        if credential.provider == "msgraph" and "refresh_token" in self.fields:
-            self.fields["refresh_token"].help_text = "Leave empty to keep the current Microsoft sign-in."
+                self.fields[field.name] = credential_field(field)
+        for name in kept_secrets(credential.provider):
+            if name in self.fields:
+                self.fields[name].help_text = "Leave empty to keep the current Microsoft sign-in."
 
     def clean_keystore(self) -> dict[str, Any] | None:
         upload = self.cleaned_data.get("keystore")
@@ -225,13 +258,11 @@ def add_errors(form: forms.Form, errors: list[FieldError], *, file_field: str | 
     A path naming a form field lands there; with a keystore file (``file_field``) the file's own
     fields land on the file input as ``path: message``; anything else is a non-field error.
     """
-    typed = set(form.fields)
+    typed = set(form.fields) - {"provider"}
     if file_field:  # only the label and a typed base URL came from inputs; the rest from the file
         typed = {"label", *(["base_url"] if form.cleaned_data.get("base_url") else [])}
-    for error in errors:
-        if error.path in typed and error.path in form.fields and error.path != "provider":
-            form.add_error(error.path, error.message)
-        elif file_field and error.path not in ("provider", "label"):
-            form.add_error(file_field, f"{error.path}: {error.message}")
+    for path, message in place_errors(form, [(e.path, e.message) for e in errors], typed):
+        if file_field and path not in ("provider", "label"):
+            form.add_error(file_field, f"{path}: {message}")
         else:
-            form.add_error(None, error.message)
+            form.add_error(None, message)

@@ -38,8 +38,6 @@ logger = logging.getLogger(__name__)
 #: Who signed in with Microsoft and when: kept in settings, shown on the credential page.
 #: ``signed_in_via`` is "given" when the refresh token came with the credential (file or form), not a sign-in here.
 SIGN_IN_SETTINGS = ("signed_in_as", "signed_in_name", "signed_in_at", "signed_in_via")
-#: Secrets a replacement keeps when it leaves them out: Graph's refresh token comes from signing in.
-KEPT_SECRETS = {"msgraph": ("refresh_token",)}
 URL_SETTINGS = ("base_url", "login_url")
 LABEL_MAX_LENGTH = Credential._meta.get_field("label").max_length
 
@@ -75,9 +73,20 @@ def setting_field_names(provider: str) -> list[str]:
     return [*(f.name for f in module.CREDENTIAL_FIELDS if not f.secret), *module.URL_HOSTS]
 
 
+def kept_secrets(provider: str) -> tuple[str, ...]:
+    """Secrets a replacement keeps when it leaves them out (the provider's ``KEPT_SECRETS``: obtained by
+    signing in, not typed)."""
+    return providers.get(provider).KEPT_SECRETS if provider in providers.NAMES else ()
+
+
+def sign_in_providers() -> list[str]:
+    """The providers whose credentials a person signs in to through the browser (``SIGN_IN``)."""
+    return [name for name in providers.NAMES if providers.get(name).SIGN_IN]
+
+
 def retyped_secret_names(provider: str) -> list[str]:
-    """The secrets to type again when a URL setting changes (a Graph refresh token comes from signing in)."""
-    kept = KEPT_SECRETS.get(provider, ())
+    """The secrets to type again when a URL setting changes (not those obtained by signing in)."""
+    kept = kept_secrets(provider)
     return [f.name for f in providers.get(provider).CREDENTIAL_FIELDS if f.secret and f.name not in kept]
 
 
@@ -136,7 +145,7 @@ def _kept_sign_in(settings: dict[str, Any]) -> dict[str, Any]:
 
 def _given_sign_in(provider: str, secrets: dict[str, str]) -> dict[str, Any]:
     """A refresh token that came with the credential, not from a sign-in here: say when, not whose."""
-    if not any(secrets.get(k) for k in KEPT_SECRETS.get(provider, ())):
+    if not any(secrets.get(k) for k in kept_secrets(provider)):
         return {}
     return {"signed_in_at": timezone.now().isoformat(), "signed_in_via": "given"}
 
@@ -287,13 +296,13 @@ def do_edit_credential(
             ]
         )
     if given:
-        kept = {} if moved else _stored(credential, KEPT_SECRETS.get(credential.provider, ()), given)
+        kept = {} if moved else _stored(credential, kept_secrets(credential.provider), given)
         parsed = parse(credential.provider, {**merged, **kept, **given})
     else:
         parsed = parse(credential.provider, {**merged, **credential.get_secrets()})
     if moved:
         sign_in = _given_sign_in(credential.provider, given)  # the old sign-in was for the old host
-    elif set(KEPT_SECRETS.get(credential.provider, ())) & given.keys():
+    elif set(kept_secrets(credential.provider)) & given.keys():
         sign_in = _given_sign_in(credential.provider, given)
     else:
         sign_in = _kept_sign_in(credential.settings)
@@ -361,7 +370,7 @@ def do_replace_secret(
         if not given_values:
             raise InvalidCredential([FieldError("secret", "Enter the new secret.")])
         given = set(given_values)
-        kept = _stored(credential, KEPT_SECRETS.get(credential.provider, ()), given_values)
+        kept = _stored(credential, kept_secrets(credential.provider), given_values)
         settings = {k: v for k, v in credential.settings.items() if k not in SIGN_IN_SETTINGS}
         data = {**settings, **kept, **given_values}
     parsed = parse(credential.provider, data)
@@ -456,10 +465,11 @@ def do_check_credential(
 def microsoft_sign_in_start(credential: Credential, *, redirect_uri: str) -> tuple[str, str, str]:
     """``(authorize_url, state, code_verifier)`` for a new sign-in; the caller keeps state and verifier."""
     state = secrets_module.token_urlsafe(32)
-    verifier, challenge = msgraph.pkce_pair()
+    module = credential.provider_module
+    verifier, challenge = module.pkce_pair()
     # The authorize URL needs only settings: no secret is decrypted for it.
     settings_only = ProviderCredential(provider=credential.provider, settings=dict(credential.settings))
-    url = msgraph.authorize_url(
+    url = module.authorize_url(
         settings_only, redirect_uri=redirect_uri, state=state, code_challenge=challenge
     )
     return url, state, verifier
@@ -486,7 +496,7 @@ def do_microsoft_sign_in(
         http,
     ):
         try:
-            signed_in = msgraph.redeem_code(
+            signed_in = credential.provider_module.redeem_code(
                 provider_credential,
                 code=code,
                 redirect_uri=redirect_uri,
@@ -497,7 +507,9 @@ def do_microsoft_sign_in(
             save_exchanges(http.exchanges, credential=credential)
             if credential.fingerprint != before:
                 # The new refresh token is stored but the account could not be read: say so.
-                unknown = msgraph.SignedIn(user="", display_name="", obtained_at=datetime.now(UTC))
+                unknown = credential.provider_module.SignedIn(
+                    user="", display_name="", obtained_at=datetime.now(UTC)
+                )
                 do_store_microsoft_sign_in(credential, unknown, acting_user=acting_user, ip=ip)
             raise
         save_exchanges(http.exchanges, credential=credential)

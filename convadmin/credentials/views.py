@@ -23,6 +23,7 @@ from convadmin.audit.services import client_ip
 from convadmin.credentials import services
 from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.forms import (
+    URL_LABELS,
     CredentialForm,
     CredentialSettingsForm,
     ProviderChoiceForm,
@@ -32,6 +33,7 @@ from convadmin.credentials.forms import (
 )
 from convadmin.credentials.models import Credential
 from convadmin.exchanges.models import Exchange
+from convadmin.lists.views import fragment_or_page
 from providers.base import InvalidCredential, ProviderError
 
 SIGN_IN_SESSION_KEY = "msgraph_sign_in"
@@ -41,7 +43,7 @@ RECENT_EXCHANGES = 5
 def settings_summary(credential: Credential) -> list[tuple[str, str]]:
     """``(label, value)`` of the non-secret settings worth showing in the list."""
     labels = {f.name: f.label for f in credential.provider_module.CREDENTIAL_FIELDS}
-    labels |= {"base_url": "Base URL", "login_url": "Sign-in URL"}
+    labels |= URL_LABELS
     return [
         (labels[name], str(credential.settings[name]))
         for name in services.setting_field_names(credential.provider)
@@ -111,10 +113,12 @@ def credential_new(request: HttpRequest) -> HttpResponse:
         "chooser": ProviderChoiceForm(initial={"provider": provider}, auto_id="choose_%s"),
         "provider": provider,
         "provider_label": providers.NAMES.get(provider, ""),
+        "keystore_upload": "keystore" in form.fields,
     }
-    if request.htmx and request.method == "GET":
-        return render(request, "credentials/new.html#provider_fields", context)
-    return render(request, "credentials/new.html", context)
+    template = "credentials/new.html"
+    if request.method == "GET":
+        template = fragment_or_page(request, template, "provider_fields")
+    return render(request, template, context)
 
 
 def ask_to_retype(form: CredentialForm | CredentialSettingsForm) -> None:
@@ -152,7 +156,9 @@ def _edit_context(
         "exchanges": _recent_exchanges(credential),
         "signed_in_at": parse_datetime(signed_in_at) if isinstance(signed_in_at, str) else None,
         "created_by": credential.created_by,
-        "callback_uri": _callback_uri(request) if credential.provider == "msgraph" else "",
+        "sign_in": credential.provider_module.SIGN_IN,
+        "url_labels": [URL_LABELS[name] for name in credential.provider_module.URL_HOSTS],
+        "callback_uri": _callback_uri(request) if credential.provider_module.SIGN_IN else "",
     }
 
 
@@ -274,7 +280,7 @@ def microsoft_sign_in(request: HttpRequest, pk: int) -> HttpResponse:
     browser. Starting here changes nothing but this session's pending sign-in; the callback checks
     its state, and the code is redeemed only with this session's PKCE verifier.
     """
-    credential = get_object_or_404(Credential, pk=pk, provider="msgraph")
+    credential = get_object_or_404(Credential, pk=pk, provider__in=services.sign_in_providers())
     redirect_uri = _callback_uri(request)
     url, state, verifier = services.microsoft_sign_in_start(credential, redirect_uri=redirect_uri)
     request.session[SIGN_IN_SESSION_KEY] = {
@@ -311,7 +317,9 @@ def microsoft_callback(request: HttpRequest) -> HttpResponse:
     pending = request.session.pop(SIGN_IN_SESSION_KEY, None)  # single use, whatever happens next
     state = request.GET.get("state", "")
     credential = (
-        Credential.objects.filter(pk=pending.get("credential"), provider="msgraph").first()
+        Credential.objects.filter(
+            pk=pending.get("credential"), provider__in=services.sign_in_providers()
+        ).first()
         if isinstance(pending, dict)
         else None
     )

@@ -11,7 +11,7 @@ and HighLevel both own ``/conversations…``; so the sandbox runs four ``Threadi
 
 What is real: authentication (Mixin EdDSA JWTs with the ``sig`` claim, Twilio Basic, HighLevel
 bearer tokens of one location plus ``Version``, Graph app-only vs delegated tokens, rotating
-refresh tokens, PKCE), the success and error bodies and statuses of provider-facts.md. State lives
+refresh tokens, PKCE), the success and error bodies and statuses each provider documents. State lives
 in memory. Keys, ids and the seeded tokens derive from ``seed`` (``Sandbox(seed="demo")``), so a
 restarted sandbox with the same seed accepts the same credentials, including rotated refresh
 tokens (tokens are signed, not stored; only "already used" is remembered, per process).

@@ -1,4 +1,5 @@
-"""HighLevel (LeadConnector): ``POST /conversations/`` and the reads behind it (provider-facts §3).
+"""HighLevel (LeadConnector): ``POST /conversations/`` and the reads behind it (HighLevel's API
+reference).
 
 Bearer token (a private integration token ``pit-…`` or an OAuth access token from
 ``POST /oauth/token``) of one location, plus the per-product ``Version`` header. NestJS-style error

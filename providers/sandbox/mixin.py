@@ -1,4 +1,5 @@
-"""Mixin Messenger: ``POST /conversations``, ``GET /conversations/{id}``, ``GET /me`` (provider-facts §1).
+"""Mixin Messenger: ``POST /conversations``, ``GET /conversations/{id}``, ``GET /me`` (Mixin's API
+documentation).
 
 Every request must carry a fresh EdDSA JWT of the keystore's session whose ``sig`` claim is the
 SHA-256 of method + request target + body. Client errors come back as HTTP 202 with

@@ -1,4 +1,5 @@
-"""Microsoft Graph group conversations and the Microsoft identity platform (provider-facts §4).
+"""Microsoft Graph group conversations and the Microsoft identity platform (Microsoft's Graph v1.0
+and identity platform references).
 
 One server answers both hosts: ``/{tenant}/oauth2/v2.0/{authorize,token}`` (login) and ``/v1.0/…``
 (Graph). Grants: ``client_credentials`` (an app-only token: reads work, creating a conversation gets

@@ -1,4 +1,5 @@
-"""Twilio Conversations: ``ConversationWithParticipants`` and the reads behind it (provider-facts §2).
+"""Twilio Conversations: ``ConversationWithParticipants`` and the reads behind it (Twilio's Conversations API
+reference).
 
 HTTP Basic with the Account SID + Auth Token or an API key (SK…) + secret. Form-encoded creates with
 repeated ``Participant`` JSON values; 201 without participants, 202 with (added at once here, not

@@ -1,4 +1,4 @@
-"""``create_conversation LABEL --file BODY.json [--user USERNAME]``: the exact contract of DESIGN.md §5."""
+"""``create_conversation LABEL --file BODY.json [--user USERNAME]``: its exact contract (exit codes, output)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from convadmin.audit.models import AuditEvent, EventType
 from convadmin.conversations.models import Conversation, Status
-from tests.conversations.test_create_support import (
+from tests.create_support import (
     HIGHLEVEL,
     HL_CONTACT,
     HL_CONVERSATION,

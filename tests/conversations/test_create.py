@@ -10,7 +10,7 @@ import pytest
 
 from convadmin.audit.models import AuditEvent, EventType
 from convadmin.conversations.models import Conversation, Status
-from tests.conversations.test_create_support import (
+from tests.create_support import (
     CH,
     GRAPH_GROUP,
     HL_LOCATION,
@@ -32,6 +32,9 @@ from tests.factories import ConversationFactory, CredentialFactory
 
 pytestmark = pytest.mark.django_db
 URL = "/conversations/new/"
+VALIDATE_URL = "/conversations/new/validate/"
+ADD_URL = "/conversations/new/rows/add/"
+REMOVE_URL = "/conversations/new/rows/remove/"
 
 
 @pytest.fixture
@@ -156,7 +159,7 @@ def test_highlevel_has_no_participant_rows_and_shows_the_credentials_location(su
 
 def test_add_row_returns_one_focused_row_and_the_new_total(support_client, htmx_headers, twilio_cred):
     data = form_data(twilio_cred, rows=[(0, {"identity": "alice"})], _add_row="1")
-    response = support_client.post(URL, data, headers=htmx_headers)
+    response = support_client.post(ADD_URL, data, headers=htmx_headers)
     page = text(response)
     assert "<html" not in page
     assert page.count('class="participant-row"') == 1
@@ -173,7 +176,7 @@ def test_add_row_after_a_removal_uses_a_fresh_index(support_client, htmx_headers
     data = form_data(
         twilio_cred, rows=[(0, {"identity": "a"}), (2, {"identity": "c"})], total=3, _add_row="1"
     )
-    page = text(support_client.post(URL, data, headers=htmx_headers))
+    page = text(support_client.post(ADD_URL, data, headers=htmx_headers))
     assert 'id="participant-3"' in page
     assert "Participant 3" in page  # the third row on screen
 
@@ -181,7 +184,7 @@ def test_add_row_after_a_removal_uses_a_fresh_index(support_client, htmx_headers
 def test_add_row_stops_at_the_providers_limit(support_client, htmx_headers, twilio_cred):
     rows = [(i, {"identity": f"user{i}"}) for i in range(10)]
     page = text(
-        support_client.post(URL, form_data(twilio_cred, rows=rows, _add_row="1"), headers=htmx_headers)
+        support_client.post(ADD_URL, form_data(twilio_cred, rows=rows, _add_row="1"), headers=htmx_headers)
     )
     assert 'class="participant-row"' not in page
     assert "Twilio Conversations takes at most 10 participants per request." in page
@@ -190,7 +193,7 @@ def test_add_row_stops_at_the_providers_limit(support_client, htmx_headers, twil
 
 def test_remove_row_gives_focus_back_to_the_add_button(support_client, htmx_headers, twilio_cred):
     data = form_data(twilio_cred, rows=[(0, {"identity": "a"}), (1, {"identity": "b"})], _remove_row="1")
-    page = text(support_client.post(URL, data, headers=htmx_headers))
+    page = text(support_client.post(REMOVE_URL, data, headers=htmx_headers))
     assert "<html" not in page
     assert 'class="participant-row"' not in page
     assert re.search(r'id="participant-tools"[^>]*hx-swap-oob="true"', page)
@@ -222,7 +225,7 @@ def test_leaving_a_participant_field_returns_only_its_error_container(
         rows=[(0, {"messaging_binding.address": "555-1234"})],
         _validate_field="participants-0-messaging_binding.address",
     )
-    page = text(support_client.post(URL, data, headers=htmx_headers))
+    page = text(support_client.post(VALIDATE_URL, data, headers=htmx_headers))
     assert page.startswith('<div class="field-errors" id="err-participants-0-messaging_binding-address"')
     assert "is not a phone number in E.164 form" in page
     assert 'role="alert"' in page
@@ -233,7 +236,7 @@ def test_a_valid_field_clears_its_errors_and_its_neighbours(support_client, htmx
     data = form_data(
         twilio_cred, rows=[(0, {"identity": "alice"})], _validate_field="participants-0-identity"
     )
-    page = text(support_client.post(URL, data, headers=htmx_headers))
+    page = text(support_client.post(VALIDATE_URL, data, headers=htmx_headers))
     assert page.startswith(
         '<div class="field-errors" id="err-participants-0-identity" data-error-for="id_participants-0-identity"></div>'
     )
@@ -246,7 +249,7 @@ def test_a_valid_field_clears_its_errors_and_its_neighbours(support_client, htmx
 
 def test_a_blank_row_is_not_an_error(support_client, htmx_headers, twilio_cred):
     data = form_data(twilio_cred, rows=[(0, {"identity": ""})], _validate_field="participants-0-identity")
-    page = text(support_client.post(URL, data, headers=htmx_headers))
+    page = text(support_client.post(VALIDATE_URL, data, headers=htmx_headers))
     assert "errorlist" not in page
 
 
@@ -254,7 +257,7 @@ def test_leaving_a_body_field_checks_the_providers_rule_for_it(support_client, h
     data = form_data(
         twilio_cred, {"Attributes": "{not json", "Timers.Inactive": "PT1H"}, _validate_field="Attributes"
     )
-    page = text(support_client.post(URL, data, headers=htmx_headers))
+    page = text(support_client.post(VALIDATE_URL, data, headers=htmx_headers))
     assert page.startswith('<div class="field-errors" id="err-Attributes"')
     assert "Attributes must be valid JSON" in page
     assert "Set State" not in page  # a rule of another field waits until that field or the submit
@@ -269,19 +272,36 @@ def test_mixin_row_is_checked_by_the_same_rule_as_the_cli(support_client, htmx_h
         rows=[(3, {"user_id": "bob"})],
         _validate_field="participants-3-user_id",
     )
-    page = text(support_client.post(URL, data, headers=htmx_headers))
+    page = text(support_client.post(VALIDATE_URL, data, headers=htmx_headers))
     assert "User id must be a UUID" in page
+
+
+def test_inputs_and_row_buttons_post_to_their_own_small_views(support_client, twilio_cred):
+    page = text(support_client.get(f"{URL}?provider=twilio&credential={twilio_cred.pk}"))
+    assert re.search(r'name="FriendlyName"[^>]*hx-post="/conversations/new/validate/"', page)
+    assert re.search(r'name="participants-0-identity"[^>]*hx-post="/conversations/new/validate/"', page)
+    assert re.search(r'id="add-participant"\s+hx-post="/conversations/new/rows/add/"', page)
+    assert re.search(r'name="_remove_row" value="0"[^>]*\s+hx-post="/conversations/new/rows/remove/"', page)
+
+
+def test_leaving_a_field_of_a_page_from_before_creates_nothing(support_client, htmx_headers, twilio_cred):
+    data = form_data(twilio_cred, {"FriendlyName": "ok"}, _validate_field="FriendlyName")
+    assert support_client.post(URL, data, headers=htmx_headers).status_code == 400
+    assert Conversation.objects.count() == 0
 
 
 def test_unknown_field_or_missing_credential_is_a_bad_request(support_client, htmx_headers, twilio_cred):
     assert (
         support_client.post(
-            URL, form_data(twilio_cred, _validate_field="nope"), headers=htmx_headers
+            VALIDATE_URL, form_data(twilio_cred, _validate_field="nope"), headers=htmx_headers
         ).status_code
         == 400
     )
     assert (
-        support_client.post(URL, {"_validate_field": "FriendlyName"}, headers=htmx_headers).status_code == 400
+        support_client.post(
+            VALIDATE_URL, {"_validate_field": "FriendlyName"}, headers=htmx_headers
+        ).status_code
+        == 400
     )
 
 
@@ -707,7 +727,7 @@ def test_the_error_summary_follows_the_fields_as_they_are_fixed(
     # The user fixes the timer; the box (sent back out of band) loses that line.
     fixed_one = {"Timers.Inactive": "PT1H", "MessagingServiceSid": "nope", "State": "active"}
     data = form_data(twilio_cred, fixed_one, _validate_field="Timers.Inactive", _summary="1")
-    fragment = text(support_client.post(URL, data, headers=htmx_headers))
+    fragment = text(support_client.post(VALIDATE_URL, data, headers=htmx_headers))
     assert 'id="error-summary-box" hx-swap-oob="true"' in fragment
     assert "Fix this problem before sending" in fragment and "Messaging Service SID" in fragment
     assert "data-autofocus" not in fragment  # never steals focus from the field being typed in
@@ -715,7 +735,7 @@ def test_the_error_summary_follows_the_fields_as_they_are_fixed(
     good = {"FriendlyName": "ok"}
     fragment = text(
         support_client.post(
-            URL,
+            VALIDATE_URL,
             form_data(twilio_cred, good, _validate_field="FriendlyName", _summary="1"),
             headers=htmx_headers,
         )
@@ -733,13 +753,13 @@ def test_a_successful_preview_clears_the_summary(support_client, htmx_headers, t
 
 def test_without_a_summary_leaving_a_field_sends_only_its_errors(support_client, htmx_headers, twilio_cred):
     data = form_data(twilio_cred, {"FriendlyName": "ok"}, _validate_field="FriendlyName")
-    assert "error-summary-box" not in text(support_client.post(URL, data, headers=htmx_headers))
+    assert "error-summary-box" not in text(support_client.post(VALIDATE_URL, data, headers=htmx_headers))
 
 
 def test_removing_a_row_renumbers_the_legends_left(support_client, htmx_headers, twilio_cred):
     rows = [(0, {"identity": "a"}), (1, {"identity": "b"}), (2, {"identity": "c"}), (3, {"identity": "d"})]
     data = form_data(twilio_cred, rows=rows, _remove_row="1")
-    fragment = text(support_client.post(URL, data, headers=htmx_headers))
+    fragment = text(support_client.post(REMOVE_URL, data, headers=htmx_headers))
     assert '<legend id="legend-0" hx-swap-oob="true">Participant 1</legend>' in fragment
     assert '<legend id="legend-2" hx-swap-oob="true">Participant 2</legend>' in fragment
     assert '<legend id="legend-3" hx-swap-oob="true">Participant 3</legend>' in fragment

@@ -12,8 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from convadmin.audit.models import AuditEvent, EventType
-from convadmin.conversations.inspect import PREVIEW_CHARS
 from convadmin.conversations.models import Conversation, Status
+from convadmin.conversations.record_views import PREVIEW_CHARS
 from convadmin.exchanges.models import Exchange
 from tests.factories import TWILIO_SID, TWILIO_TOKEN, ConversationFactory
 
@@ -386,7 +386,7 @@ def test_no_retry_button_when_an_unknown_outcome_cannot_be_looked_up(support_cli
 
 
 def test_a_graph_server_error_is_not_called_a_timeout(support_client):
-    from tests.conversations.test_create_support import graph_credential
+    from tests.create_support import graph_credential
 
     c = ConversationFactory(
         credential=graph_credential(),
@@ -436,7 +436,7 @@ def test_a_rate_limited_record_says_how_long_to_wait(support_client):
 
 
 def test_participant_chips_show_the_distinguishing_end_and_the_whole_in_a_tooltip():
-    from convadmin.conversations.inspect import chip
+    from convadmin.conversations.templatetags.conversation_rows import chip
 
     one = chip("3f1c2a55-7b43-4c8e-9a61-2d0b5e8f9c10")
     two = chip("3f1c2a55-7b43-4c8e-9a61-2d0b5e8f0000")

@@ -17,7 +17,7 @@ from django_tasks_db.models import DBTaskResult
 from convadmin.audit.models import AuditEvent, EventType
 from convadmin.conversations import services
 from convadmin.conversations.models import Conversation, Status
-from tests.conversations.test_create_support import (
+from tests.create_support import (
     CH,
     MIXIN,
     MIXIN_CONTACT_ID,

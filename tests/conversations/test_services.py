@@ -14,7 +14,7 @@ from convadmin.conversations import services
 from convadmin.conversations.models import Conversation, Status
 from convadmin.exchanges.models import Exchange
 from providers import highlevel, twilio
-from tests.conversations.test_create_support import (
+from tests.create_support import (
     CH,
     GRAPH,
     GRAPH_GROUP,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import respx
 
-# Mixin: the official Node SDK's public test keystore (provider-facts.md §1.8).
+# Mixin: the official Node SDK's public test keystore (its published test vectors).
 MIXIN_APP_ID = "13c79909-fd32-401b-bfe5-ecf53816ddbf"
 MIXIN = {
     "app_id": MIXIN_APP_ID,

@@ -97,6 +97,13 @@ def test_the_add_page_swaps_in_provider_fields_by_htmx(admin_client, htmx_header
         assert f'name="{name}"' in body, name
 
 
+def test_going_back_to_a_pushed_provider_choice_gets_the_whole_page(admin_client, htmx_headers):
+    """The chooser pushes ``?provider=…``; htmx's history restore asks for it again and needs the page."""
+    headers = {**htmx_headers, "HX-History-Restore-Request": "true"}
+    body = admin_client.get("/credentials/new/?provider=msgraph", headers=headers).content.decode()
+    assert "<html" in body and 'name="tenant_id"' in body
+
+
 def test_the_mixin_form_offers_a_keystore_upload(admin_client):
     body = admin_client.get("/credentials/new/?provider=mixin").content.decode()
     assert 'type="file" name="keystore"' in body

@@ -19,7 +19,7 @@ from providers import mixin
 from providers.base import InvalidCredential, ProviderError
 from providers.http import Http
 
-# The official Node SDK's public test keystore and the vectors of provider-facts.md §1.8.
+# The official Node SDK's public test keystore and its published test vectors.
 APP_ID = "13c79909-fd32-401b-bfe5-ecf53816ddbf"
 SESSION_ID = "26f481d3-9fd5-47ae-acf3-dff8c94f9e87"
 SEED_HEX = "8608c3972c7b61a0e9edb1c8bc051bd5d2c62818c9e338bceb7413306611c722"

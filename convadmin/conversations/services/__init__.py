@@ -43,7 +43,6 @@ from convadmin.conversations.services.create import (
 )
 from convadmin.conversations.services.preview import Preview, preview_request
 from convadmin.conversations.services.refresh import (
-    dig,
     do_refresh_conversation,
     participant_differences,
     participant_key,
@@ -63,7 +62,6 @@ __all__ = [
     "action_refusal",
     "busy",
     "can_check_with_provider",
-    "dig",
     "do_check_with_provider",
     "do_create_conversation",
     "do_refresh_conversation",

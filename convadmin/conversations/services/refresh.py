@@ -21,21 +21,10 @@ from convadmin.conversations.services.common import (
     scrub,
 )
 from convadmin.credentials.crypto import SecretUnreadable
-from providers.base import ProviderError
+from providers.base import ProviderError, dig
 from providers.redact import redact_text
 
 VOLATILE = {"date_updated", "dateUpdated", "updated_at", "url", "links"}
-
-
-def dig(value: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(value, Mapping):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
 
 
 def participant_key(participant: Any, paths: tuple[str, ...]) -> str:

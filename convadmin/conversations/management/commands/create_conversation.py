@@ -1,4 +1,4 @@
-"""``create_conversation LABEL --file BODY.json [--user USERNAME] [--key KEY] [--no-wait]`` (DESIGN.md §5).
+"""``create_conversation LABEL --file BODY.json [--user USERNAME] [--key KEY] [--no-wait]`` (the stable command-line contract in README "Command line").
 
 The create runs the same job code as the web's worker, here in this process, and the command waits for the
 outcome. ``--no-wait`` saves the record and queues its job for the worker instead, and prints

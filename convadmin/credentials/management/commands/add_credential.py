@@ -1,4 +1,4 @@
-"""``add_credential PROVIDER LABEL --file CREDENTIAL.json [--replace]``: exit 0 stored, 2 invalid (DESIGN.md §5)."""
+"""``add_credential PROVIDER LABEL --file CREDENTIAL.json [--replace]``: exit 0 stored, 2 invalid; the project README describes the command."""
 
 from __future__ import annotations
 

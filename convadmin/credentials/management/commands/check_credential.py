@@ -1,4 +1,4 @@
-"""``check_credential LABEL``: prints ``{"ok": …, "message": …}``; exit 0 accepted, 1 refused (DESIGN.md §5)."""
+"""``check_credential LABEL``: prints ``{"ok": …, "message": …}``; exit 0 accepted, 1 refused; the project README describes the command."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""The inspect side: conversation list (filters, search, keyset pages), detail, its actions, export."""
+"""The inspect side (the create side is views.py): conversation list (filters, search, keyset pages), detail, its actions, export."""
 
 from __future__ import annotations
 
 import json
-from html import escape
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -16,9 +15,7 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import content_disposition_header
-from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
@@ -28,13 +25,11 @@ from convadmin.accounts.roles import CREATORS, READERS, role_required
 from convadmin.audit.models import EventType
 from convadmin.audit.services import client_ip, record
 from convadmin.conversations import export, services
-from convadmin.conversations.models import Conversation, Status, record_title
+from convadmin.conversations.models import Conversation
 from convadmin.conversations.queries import ConversationFilterForm, filter_conversations
 from convadmin.exchanges.models import Exchange
 from convadmin.lists.export import streaming_response
-from convadmin.lists.keyset import decode_cursor, keyset_page
-from convadmin.lists.views import fragment_or_page, render_list
-from providers import NAMES as PROVIDER_LABELS
+from convadmin.lists.views import fragment_or_page, render_list, requested_page
 
 LIST_FIELDS = (
     "id",
@@ -49,9 +44,6 @@ LIST_FIELDS = (
     "credential__label",
     "created_by__username",
 )
-STATUS_LABELS = dict(Status.choices)
-SHOWN_PARTICIPANTS = 3
-CHIP_CHARS = 24  # longer values show their first and last 8 characters
 #: Characters of a stored body shown on the page; the rest is a download away.
 PREVIEW_CHARS = 6000
 
@@ -62,73 +54,14 @@ PREVIEW_CHARS = 6000
 def conversation_list(request: HttpRequest) -> HttpResponse:
     form = ConversationFilterForm(request.GET)
     filters = form.filters()
-    # Plain dicts with the cells ready: a page of 200 model instances (and their credential and user)
-    # plus template filters per cell would cost more than the query itself.
+    # Plain dicts, their rows built by the ``conversation_rows`` tag: a page of 200 model instances (and
+    # their credential and user) plus template filters per cell would cost more than the query itself.
     qs = Conversation.objects.values(*LIST_FIELDS)
-    page = keyset_page(
-        filter_conversations(qs, filters),
-        field="created_at",
-        size=form.page_size(),
-        after=decode_cursor(request.GET.get("after")),
-        before=decode_cursor(request.GET.get("before")),
+    page = requested_page(
+        request, filter_conversations(qs, filters), field="created_at", size=form.page_size()
     )
-    context = {"form": form, "page": page, "filtered": bool(filters), "rows_html": rows_html(page.rows)}
+    context = {"form": form, "page": page, "filtered": bool(filters)}
     return render_list(request, "conversations/list.html", context)
-
-
-def chip_text(value: str) -> str:
-    """A participant as its chip shows it: a long id keeps its start and its end, since ids that share a
-    prefix (Mixin user UUIDs, say) differ at the end; the whole value is the chip's tooltip."""
-    if len(value) <= CHIP_CHARS:
-        return value
-    return f"{value[:8]}…{value[-8:]}"
-
-
-def rows_html(rows: list[dict[str, Any]]) -> SafeString:
-    """The list's table rows, built here rather than in the template.
-
-    Django's template engine needs ~15 ms for 100 rows of these 8 cells, this under 1 ms: most of a page's
-    time otherwise (the admin changelist builds its cells in Python too; see bench/results.md). Every
-    value is escaped.
-    """
-    base = reverse("conversations")
-    out = []
-    for row in rows:
-        people = "".join(chip(p) for p in row["participants"][:SHOWN_PARTICIPANTS])
-        more = row["participant_count"] - SHOWN_PARTICIPANTS
-        if more > 0:
-            people += f'<span class="muted">+{more} more</span>'
-        status = f'<span class="status status-{escape(row["status"])}">{escape(STATUS_LABELS.get(row["status"], row["status"]))}</span>'
-        if row["outcome_unknown"]:
-            status += ' <span class="status status-unknown">outcome unknown</span>'
-        external = (
-            f"<code>{escape(row['external_id'])}</code>"
-            if row["external_id"]
-            else '<span class="muted">—</span>'
-        )
-        created = row["created_at"]
-        title = record_title(row["name"], row["provider"], row["participants"], row["external_id"])
-        # data-label: the column's name, shown beside each cell when a narrow screen stacks the row
-        out.append(
-            f'<tr><td data-label="Provider">{escape(PROVIDER_LABELS.get(row["provider"], row["provider"]))}</td>'
-            f'<td class="cut" data-label="Name / topic"><a href="{base}{row["id"]}/">{escape(title or "(no name)")}</a>'
-            f' <span class="muted">#{row["id"]}</span></td>'
-            f'<td data-label="Participants">{people or '<span class="muted">none</span>'}</td>'
-            f'<td data-label="Status">{status}</td>'
-            f'<td class="cut" data-label="External id">{external}</td>'
-            f'<td data-label="Credential">{escape(row["credential__label"])}</td>'
-            f'<td data-label="Created by">{escape(row["created_by__username"])}</td>'
-            f'<td data-label="Created at"><time datetime="{created.isoformat()}">'
-            f"{timezone.localtime(created):%Y-%m-%d %H:%M:%S}</time></td></tr>"
-        )
-    return mark_safe("".join(out))  # noqa: S308 - every value above is escaped
-
-
-#: Chips longer than this show their start and end (UUIDs of one app often share their first characters).
-def chip(value: Any) -> str:
-    """One participant as a chip (:func:`chip_text`), the whole value in its tooltip."""
-    text = str(value)
-    return f'<span class="chip" title="{escape(text)}">{escape(chip_text(text))}</span> '
 
 
 @role_required(READERS)
