@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "convadmin.accounts": ("convadmin.audit",),
     "convadmin.lists": (),
+    "convadmin.jobs": (),
     "convadmin.audit": ("convadmin.accounts.roles", "convadmin.lists"),
     "convadmin.exchanges": (),
     "convadmin.credentials": (
@@ -25,6 +26,7 @@ ALLOWED = {
         "convadmin.audit",
         "convadmin.lists",
         "convadmin.exchanges",
+        "convadmin.jobs",
     ),
 }
 

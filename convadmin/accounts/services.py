@@ -147,3 +147,8 @@ def system_user() -> AbstractUser:
                     extra={**changes, "password": "made unusable (reserved command-line account)"},
                 )
     return user
+
+
+def acting_user(user_id: int | None) -> Any:
+    """The user a background job acts for, by id (None: the command line's system actor)."""
+    return system_user() if user_id is None else get_user_model().objects.get(pk=user_id)

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.db import models
+from django.utils import timezone
 
 import providers
 from convadmin.credentials import crypto
@@ -42,6 +43,8 @@ class Credential(models.Model):
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_check_ok = models.BooleanField(null=True)
     last_check_message = models.TextField(blank=True)
+    #: A Check job holds the credential until then (one check at a time; the page polls meanwhile).
+    check_until = models.DateTimeField(null=True, blank=True)
 
     objects = CredentialQuerySet.as_manager()
 
@@ -54,6 +57,11 @@ class Credential(models.Model):
     @property
     def provider_module(self) -> providers.base.Provider:
         return providers.get(self.provider)
+
+    @property
+    def checking(self) -> bool:
+        """A Check job is queued or running for the credential."""
+        return self.check_until is not None and self.check_until > timezone.now()
 
     @property
     def provider_label(self) -> str:

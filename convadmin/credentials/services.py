@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import secrets as secrets_module
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -23,6 +24,7 @@ from convadmin.credentials import calls
 from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.models import Credential
 from convadmin.exchanges.services import save_exchanges
+from convadmin.jobs.enqueue import enqueue_in_transaction
 from providers import msgraph
 from providers.base import Credential as ProviderCredential
 from providers.base import FieldError, InvalidCredential, ProviderError, is_loopback
@@ -448,7 +450,10 @@ def do_check_credential(
         credential.last_checked_at = timezone.now()
         credential.last_check_ok = ok
         credential.last_check_message = message
-        credential.save(update_fields=["last_checked_at", "last_check_ok", "last_check_message"])
+        credential.check_until = None
+        credential.save(
+            update_fields=["last_checked_at", "last_check_ok", "last_check_message", "check_until"]
+        )
         record(
             EventType.CREDENTIAL_CHECKED,
             actor=acting_user,
@@ -457,6 +462,28 @@ def do_check_credential(
             extra={"ok": ok, "message": message},
         )
     return ok, message
+
+
+def start_check_credential(
+    credential: Credential, *, acting_user: AbstractBaseUser, ip: str | None = None
+) -> None:
+    """Queue a Check job (the provider is called by a worker, never in the request); a second click while
+    one is under way starts nothing (the claim is a conditional update)."""
+    from convadmin.credentials.tasks import check_credential
+
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        claimed = (
+            Credential.objects.filter(pk=credential.pk)
+            .filter(Q(check_until__isnull=True) | Q(check_until__lt=now))
+            .update(check_until=now + timedelta(seconds=2 * django_settings.PROVIDER_DEADLINE + 30))
+        )
+        send = (
+            enqueue_in_transaction(check_credential, credential.pk, acting_user.pk, ip) if claimed else None
+        )
+    if send:
+        send()
+    credential.refresh_from_db()
 
 
 # --- Microsoft sign-in ----------------------------------------------------------------------------

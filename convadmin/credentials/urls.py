@@ -9,6 +9,7 @@ urlpatterns = [
     path("<int:pk>/secret/", views.credential_secret, name="credential_secret"),
     path("<int:pk>/disable/", views.credential_disable, name="credential_disable"),
     path("<int:pk>/check/", views.credential_check, name="credential_check"),
+    path("<int:pk>/check/status/", views.credential_check_status, name="credential_check_status"),
     path("<int:pk>/microsoft/sign-in/", views.microsoft_sign_in, name="credential_microsoft_sign_in"),
     path("microsoft/callback/", views.microsoft_callback, name="credential_microsoft_callback"),
 ]

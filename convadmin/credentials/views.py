@@ -245,20 +245,35 @@ def credential_disable(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(ADMINS)
 @require_POST
 def credential_check(request: HttpRequest, pk: int) -> HttpResponse:
-    """Run the provider's check; htmx gets the result in place (list row or credential page)."""
+    """Queue the provider's check as a job; htmx gets its result in place (list row or credential page),
+    or a "Checking…" that follows the job until the result is in."""
     credential = get_object_or_404(Credential.objects.select_related("created_by"), pk=pk)
-    ok, message = services.do_check_credential(credential, acting_user=request.user, ip=client_ip(request))
+    services.start_check_credential(credential, acting_user=request.user, ip=client_ip(request))
     on_list = request.POST.get("where") == "list"
     if request.htmx:
-        if on_list:
-            return render(request, "credentials/list.html#check_result", {"c": credential})
-        return render(
-            request,
-            "credentials/edit.html#check_response",
-            {"credential": credential, "exchanges": _recent_exchanges(credential)},
+        return _check_result(request, credential, on_list)
+    if credential.checking:
+        messages.info(request, "Check: under way; the result appears on this page.")
+    else:
+        (messages.success if credential.last_check_ok else messages.error)(
+            request, f"Check: {credential.last_check_message}"
         )
-    (messages.success if ok else messages.error)(request, f"Check: {message}")
     return redirect("credentials") if on_list else redirect("credential_edit", credential.pk)
+
+
+@role_required(ADMINS)
+@require_GET
+def credential_check_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """The check result in place, polled while the Check job runs."""
+    credential = get_object_or_404(Credential, pk=pk)
+    return _check_result(request, credential, request.GET.get("where") == "list")
+
+
+def _check_result(request: HttpRequest, credential: Credential, on_list: bool) -> HttpResponse:
+    if on_list:
+        return render(request, "credentials/list.html#check_result", {"c": credential})
+    context = {"credential": credential, "exchanges": _recent_exchanges(credential)}
+    return render(request, "credentials/edit.html#check_response", context)
 
 
 # --- Microsoft sign-in ----------------------------------------------------------------------------

@@ -466,3 +466,25 @@ def test_a_refused_keystore_upload_asks_for_the_file_again(admin_client):
     assert "label" in errors and errors["keystore"][0].startswith("session_id: ")
     assert "Choose the keystore file again" in response.content.decode()
     assert MIXIN["session_private_key"] not in response.content.decode()
+
+
+def test_check_is_a_job_the_page_follows_and_two_clicks_check_once(
+    admin_client, credential, htmx_headers, settings
+):
+    from django_tasks_db.models import DBTaskResult
+
+    from convadmin.credentials.tasks import check_credential
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    url = f"/credentials/{credential.pk}/check/"
+    first = admin_client.post(url, {"where": "list"}, headers=htmx_headers).content.decode()
+    admin_client.post(url, {"where": "list"}, headers=htmx_headers)
+    assert "Checking…" in first and f"/credentials/{credential.pk}/check/status/?where=list" in first
+    assert DBTaskResult.objects.count() == 1
+    with respx.mock(assert_all_mocked=True) as router:
+        route = mock_check(router, credential.provider)
+        check_credential.call(*DBTaskResult.objects.get().args_kwargs["args"])
+    assert route.call_count == 1
+    done = admin_client.get(f"{url}status/?where=list", headers=htmx_headers).content.decode()
+    assert "Accepted" in done and "hx-trigger" not in done
+    assert AuditEvent.objects.filter(event_type=EventType.CREDENTIAL_CHECKED).count() == 1

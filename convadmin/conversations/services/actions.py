@@ -11,6 +11,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from convadmin.accounts.services import acting_user as actor
 from convadmin.conversations.models import Conversation, Status
 from convadmin.conversations.services.common import (
     ActionRefused,
@@ -20,7 +21,6 @@ from convadmin.conversations.services.common import (
     logger,
 )
 from convadmin.conversations.services.create import (
-    actor,
     check_refusal,
     do_check_with_provider,
     do_retry_conversation,

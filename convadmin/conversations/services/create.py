@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -516,12 +515,3 @@ def _save_settled(
 
     save_durably(write)
     return conversation
-
-
-def actor(user_id: int | None) -> Any:
-    """The user a job acts for (None: the command line's system actor)."""
-    if user_id is None:
-        from convadmin.accounts.services import system_user
-
-        return system_user()
-    return get_user_model().objects.get(pk=user_id)
