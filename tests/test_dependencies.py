@@ -19,7 +19,9 @@ ALLOWED = {
     "convadmin.lists": (),
     "convadmin.audit": ("convadmin.accounts.roles", "convadmin.lists"),
     "convadmin.exchanges": (),
+    "convadmin.cli": (),  # command-line input and database checks, below every app
     "convadmin.credentials": (
+        "convadmin.cli",
         "convadmin.accounts",
         "convadmin.audit",
         "convadmin.lists",
