@@ -37,7 +37,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -862,6 +862,19 @@ def create(body: Mapping[str, Any], credential: Credential, http: Http) -> Creat
     )
 
 
+def _once_more_if_refused[T](credential: Credential, http: Http, read: Callable[[], T]) -> T:
+    """``read()``; when Graph refuses the signed-in user's stored access token (401: revoked before it
+    expired), once more with a new one (:func:`delegated_token` with ``refused``)."""
+    try:
+        return read()
+    except ProviderError as exc:
+        refused = credential.secrets.get("access_token")
+        if exc.status != 401 or not refused or not credential.secrets.get("refresh_token"):
+            raise
+    delegated_token(credential, http, refused=refused)
+    return read()
+
+
 def _read_token(credential: Credential, http: Http) -> str:
     """Reads use the signed-in user when there is one, else the app's own token."""
     if credential.secrets.get("refresh_token"):
@@ -912,6 +925,12 @@ def lookup(
     ``sent_at`` is when the create was sent (the record's send time): conversations whose first post is
     older cannot be it.
     """
+    return _once_more_if_refused(credential, http, lambda: _lookup(body, credential, http, sent_at))
+
+
+def _lookup(
+    body: Mapping[str, Any], credential: Credential, http: Http, sent_at: datetime | None
+) -> Created | None:
     topic = body.get("topic")
     if not isinstance(topic, str) or not topic:
         return None
@@ -1017,6 +1036,10 @@ def fetch(
     ``groupId`` when it overrode the credential's. A 404 ``ErrorItemNotFound``
     right after a create is replication lag: retried for a few seconds.
     """
+    return _once_more_if_refused(credential, http, lambda: _fetch(external_id, credential, http, body))
+
+
+def _fetch(external_id: str, credential: Credential, http: Http, body: Mapping[str, Any] | None) -> Fetched:
     _, graph = _hosts(credential)
     token = _read_token(credential, http)
     group_id = (body or {}).get("groupId") or credential.settings["group_id"]
@@ -1076,6 +1099,10 @@ def _me(credential: Credential, token: str, http: Http) -> dict[str, Any]:
 
 def check(credential: Credential, http: Http) -> str:
     """Prove the secret (app token), that the group is a Microsoft 365 group, and who is signed in."""
+    return _once_more_if_refused(credential, http, lambda: _check(credential, http))
+
+
+def _check(credential: Credential, http: Http) -> str:
     _, graph = _hosts(credential)
     token = app_token(credential, http)
     user_token = delegated_token(credential, http) if credential.secrets.get("refresh_token") else None

@@ -1493,3 +1493,32 @@ def test_a_sign_in_replaces_the_previous_users_stored_token() -> None:
         cred, code="c", redirect_uri="https://a.example/cb", code_verifier="v" * 43, http=http_for(cred, fake)
     )
     assert cred.secrets["access_token"] == "eyJ0eXAi.delegated-1.sig"
+
+
+def test_a_check_whose_stored_token_was_revoked_refreshes_once_instead_of_asking_to_sign_in_again() -> None:
+    cred = credential()
+    cred.secrets.update(access_token=CACHED, access_token_expires_at=expiring_in(3000))
+    revoked = (401, {"error": {"code": "InvalidAuthenticationToken", "message": "Token revoked."}})
+    fake = FakeMicrosoft({GROUP_PATH: [revoked, (200, UNIFIED)], "GET /v1.0/me": (200, ME)})
+    message = msgraph.check(cred, http_for(cred, fake))
+    assert message == "Group 'Sales' (Microsoft 365) reachable; signed in as adele@contoso.com"
+    assert [f["grant_type"] for f in fake.token_forms()] == [
+        "client_credentials",
+        "refresh_token",
+        "client_credentials",
+    ]
+    assert [r.headers["authorization"] for r in fake.graph_requests()] == [
+        f"Bearer {CACHED}",
+        "Bearer eyJ0eXAi.delegated-2.sig",
+        "Bearer eyJ0eXAi.delegated-2.sig",
+    ]
+
+
+def test_a_read_refused_twice_is_an_error() -> None:
+    cred = credential()
+    cred.secrets.update(access_token=CACHED, access_token_expires_at=expiring_in(3000))
+    revoked = (401, {"error": {"code": "InvalidAuthenticationToken", "message": "Token revoked."}})
+    fake = FakeMicrosoft({GROUP_PATH: [revoked]})
+    with pytest.raises(ProviderError) as exc:
+        msgraph.check(cred, http_for(cred, fake))
+    assert exc.value.status == 401 and len(fake.graph_requests()) == 2
