@@ -156,3 +156,15 @@ def test_five_parallel_checks_refresh_once_and_all_succeed(respx_mock):
     assert tokens.refreshes == 1
     assert AuditEvent.objects.filter(event_type=EventType.CREDENTIAL_TOKEN_ROTATED).count() == 1
     assert Credential.objects.get(pk=credential.pk).get_secrets()["refresh_token"] == "0.AXoA-refresh-1"
+
+
+@pytest.mark.django_db
+def test_editing_the_label_keeps_a_refresh_token_rotated_meanwhile():
+    actor = UserFactory(role="Administrator")
+    loaded = graph_credential(actor)  # the edit page's copy
+    rotated = Credential.objects.get(pk=loaded.pk)
+    rotated.to_provider().update_secrets(refresh_token="0.AXoA-rotated-by-a-create")
+    services.do_edit_credential(loaded, {"label": "graph renamed"}, acting_user=actor)
+    stored = Credential.objects.get(pk=loaded.pk)
+    assert stored.label == "graph renamed"
+    assert stored.get_secrets()["refresh_token"] == "0.AXoA-rotated-by-a-create"
