@@ -90,9 +90,9 @@ def provider_session(
         provider_secrets.clear()
         provider_secrets.update(secrets)
 
+    provider_credential.lock = lambda: refresh_lock(credential, reload)
     provider_secrets = dict(provider_credential.secrets)
     provider_credential.on_change = store_and_audit if store else None
-    provider_credential.lock = lambda: refresh_lock(credential, reload)
     with Http(provider_credential.secret_values(), timeout=timeout()) as http:
         yield provider_credential, http
 
