@@ -11,6 +11,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -120,12 +121,19 @@ class Credential:
     settings: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
     on_change: Callable[[dict[str, str]], None] | None = field(default=None, repr=False)
+    #: Held while a single-use token is refreshed: the owner locks the stored credential and reloads
+    #: ``secrets`` into this object (another process may have refreshed it meanwhile). None: no lock.
+    lock: Callable[[], AbstractContextManager[Any]] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:  # never show secret values, even in a traceback
         return f"Credential(provider={self.provider!r}, settings={self.settings!r}, secrets=<hidden>)"
 
     def secret_values(self) -> list[str]:
         return [v for v in self.secrets.values() if isinstance(v, str) and v]
+
+    def refreshing(self) -> AbstractContextManager[Any]:
+        """``with credential.refreshing():`` around reading and refreshing a token that works only once."""
+        return self.lock() if self.lock else nullcontext()
 
     def update_secrets(self, **values: str) -> None:
         """Store rotated secrets (e.g. a new refresh token) and tell the owner at once."""
@@ -189,6 +197,9 @@ class Provider(Protocol):
     ]  # body keys ``prepare`` makes afresh when empty (a resubmit reuses the first's)
     SETTING_DEFAULTS: Mapping[str, str]  # body key -> the credential setting that fills it when empty
     KEPT_SECRETS: tuple[str, ...]  # secrets a replacement keeps when left out (obtained by signing in)
+    CACHED_SECRETS: tuple[
+        str, ...
+    ]  # secrets the module caches (an access token): no rotation, no fingerprint
     PARTICIPANT_IDENTITY: tuple[str, ...]  # paths that identify a participant across two reads
     SIGN_IN: bool  # a person signs in through the browser (authorize_url / redeem_code)
     KEYSTORE_UPLOAD: bool  # the credential comes as a file the provider's console downloads
@@ -238,6 +249,7 @@ HOOK_DEFAULTS: dict[str, Any] = {
     "SETTING_DEFAULTS": {},
     "URL_HOSTS": {"base_url": ()},
     "KEPT_SECRETS": (),
+    "CACHED_SECRETS": (),
     "PARTICIPANT_IDENTITY": ("id",),
     "SIGN_IN": False,
     "KEYSTORE_UPLOAD": False,

@@ -2,9 +2,10 @@
 
 Creating needs a *delegated* token (a signed-in work or school user, ``Group.ReadWrite.All``): the
 web UI signs the user in once (authorization code + PKCE, :func:`authorize_url`, :func:`redeem_code`)
-and stores the refresh token; every create and check refreshes it and stores the new one Microsoft
-returns. The app's own client-credentials token (:func:`app_token`) only proves the secret and reads;
-Graph answers an app-only create with 403 ``ErrorAccessDenied``.
+and stores the refresh token; a create or check uses the stored access token while it is valid, else
+refreshes (one caller at a time per credential, :func:`delegated_token`) and stores both new tokens. The
+app's own client-credentials token (:func:`app_token`) only proves the secret and reads; Graph answers an
+app-only create with 403 ``ErrorAccessDenied``.
 
 **Telling our conversation apart.** Graph has no idempotency key and a topic is not unique. Microsoft
 documents single-value extended properties on *new group posts*, created with ``POST
@@ -37,7 +38,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -115,6 +116,10 @@ MAX_THREADS = 5  # threads of one candidate searched for the marker
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 SETTING_DEFAULTS = {"groupId": "group_id"}
 KEPT_SECRETS = ("refresh_token",)  # obtained by signing in, not typed
+#: The signed-in user's access token and when it expires (ISO 8601, UTC): reused until
+#: :data:`ACCESS_TOKEN_MARGIN` before then, so parallel calls do not each spend the single-use refresh token.
+CACHED_SECRETS = ("access_token", "access_token_expires_at")
+ACCESS_TOKEN_MARGIN = 120  # seconds: a token with less left is refreshed (a call can take a while)
 PARTICIPANT_IDENTITY = ("emailAddress.address",)
 SIGN_IN = True
 curl_auth = bearer_curl_auth(
@@ -325,26 +330,69 @@ def app_token(credential: Credential, http: Http) -> str:
     return _token_request(credential, form, http)["access_token"]
 
 
-def delegated_token(credential: Credential, http: Http) -> str:
-    """A signed-in user's access token from the stored refresh token; stores the rotated refresh token."""
-    refresh = credential.secrets.get("refresh_token")
-    if not refresh:
-        raise ProviderError(
-            'Nobody has signed in for this credential: choose "Sign in with Microsoft" on the credential '
-            "page (creating group conversations needs a signed-in user).",
-            code="not_signed_in",
-        )
-    form = [
-        ("client_id", credential.settings["client_id"]),
-        ("grant_type", "refresh_token"),
-        ("refresh_token", refresh),
-        ("client_secret", credential.secrets["client_secret"]),
-        ("scope", delegated_scope(credential)),
-    ]
-    payload = _token_request(credential, form, http)
-    if isinstance(payload.get("refresh_token"), str):
-        credential.update_secrets(refresh_token=payload["refresh_token"])
-    return payload["access_token"]
+def delegated_token(credential: Credential, http: Http, *, refused: str | None = None) -> str:
+    """The signed-in user's access token: the stored one while it has more than
+    :data:`ACCESS_TOKEN_MARGIN` left, else a new one from the refresh token.
+
+    Microsoft's refresh tokens work once (a reused one gets ``invalid_grant`` AADSTS70008), so the refresh
+    runs inside ``credential.refreshing()``: the owner locks the stored credential and reloads its secrets,
+    and a caller that waited uses the token the first one just stored instead of refreshing again. The new
+    tokens are stored at once (``update_secrets``). ``refused``: a token Graph just refused (401), never
+    reused.
+    """
+    token = _stored_token(credential, http, refused)
+    if token:
+        return token
+    with credential.refreshing():
+        token = _stored_token(credential, http, refused)
+        if token:
+            return token
+        refresh = credential.secrets.get("refresh_token")
+        if not refresh:
+            raise ProviderError(
+                'Nobody has signed in for this credential: choose "Sign in with Microsoft" on the credential '
+                "page (creating group conversations needs a signed-in user).",
+                code="not_signed_in",
+            )
+        form = [
+            ("client_id", credential.settings["client_id"]),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_secret", credential.secrets["client_secret"]),
+            ("scope", delegated_scope(credential)),
+        ]
+        payload = _token_request(credential, form, http)
+        _store_tokens(credential, payload)
+        return payload["access_token"]
+
+
+def _stored_token(credential: Credential, http: Http, refused: str | None) -> str | None:
+    token = credential.secrets.get("access_token")
+    if not token or token == refused:
+        return None
+    try:
+        expires = datetime.fromisoformat(credential.secrets.get("access_token_expires_at") or "")
+    except ValueError:
+        return None
+    if expires.tzinfo is None or expires - datetime.now(UTC) <= timedelta(seconds=ACCESS_TOKEN_MARGIN):
+        return None
+    http.add_secret(token)  # stored by another process: not among the secrets the session started with
+    return token
+
+
+def _store_tokens(credential: Credential, payload: Mapping[str, Any]) -> None:
+    """Store the rotated refresh token and the access token with its expiry (``expires_in`` seconds)."""
+    try:
+        seconds = max(0, int(payload.get("expires_in") or 0))
+    except (TypeError, ValueError):
+        seconds = 0  # unknown lifetime: stored as expired, never reused
+    expires = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds")
+    refresh = payload.get("refresh_token")
+    credential.update_secrets(
+        **({"refresh_token": refresh} if isinstance(refresh, str) else {}),
+        access_token=payload["access_token"],
+        access_token_expires_at=expires,
+    )
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -401,7 +449,7 @@ def redeem_code(
             "Microsoft returned no refresh token: the offline_access permission was not granted.",
             code="no_refresh_token",
         )
-    credential.update_secrets(refresh_token=payload["refresh_token"])
+    _store_tokens(credential, payload)  # the new user's tokens replace the previous user's
     me = _me(credential, payload["access_token"], http)
     return SignedIn(
         user=str(me.get("userPrincipalName") or me.get("id") or ""),
@@ -773,8 +821,8 @@ def create(body: Mapping[str, Any], credential: Credential, http: Http) -> Creat
     token = delegated_token(credential, http)
     response = http.send(build_request(body, credential, token))
     if response.status_code == 401:
-        # A 401 means nothing was created: one fresh token, one more try.
-        token = delegated_token(credential, http)
+        # A 401 means nothing was created: one fresh token (not the refused one), one more try.
+        token = delegated_token(credential, http, refused=token)
         response = http.send(build_request(body, credential, token))
     try:
         raise_for_response(response)
@@ -798,6 +846,19 @@ def create(body: Mapping[str, Any], credential: Credential, http: Http) -> Creat
         body=payload,
         participants=_participants(body),
     )
+
+
+def _once_more_if_refused[T](credential: Credential, http: Http, read: Callable[[], T]) -> T:
+    """``read()``; when Graph refuses the signed-in user's stored access token (401: revoked before it
+    expired), once more with a new one (:func:`delegated_token` with ``refused``)."""
+    try:
+        return read()
+    except ProviderError as exc:
+        refused = credential.secrets.get("access_token")
+        if exc.status != 401 or not refused or not credential.secrets.get("refresh_token"):
+            raise
+    delegated_token(credential, http, refused=refused)
+    return read()
 
 
 def _read_token(credential: Credential, http: Http) -> str:
@@ -850,6 +911,12 @@ def lookup(
     ``sent_at`` is when the create was sent (the record's send time): conversations whose first post is
     older cannot be it.
     """
+    return _once_more_if_refused(credential, http, lambda: _lookup(body, credential, http, sent_at))
+
+
+def _lookup(
+    body: Mapping[str, Any], credential: Credential, http: Http, sent_at: datetime | None
+) -> Created | None:
     topic = body.get("topic")
     if not isinstance(topic, str) or not topic:
         return None
@@ -955,6 +1022,10 @@ def fetch(
     ``groupId`` when it overrode the credential's. A 404 ``ErrorItemNotFound``
     right after a create is replication lag: retried for a few seconds.
     """
+    return _once_more_if_refused(credential, http, lambda: _fetch(external_id, credential, http, body))
+
+
+def _fetch(external_id: str, credential: Credential, http: Http, body: Mapping[str, Any] | None) -> Fetched:
     _, graph = _hosts(credential)
     token = _read_token(credential, http)
     group_id = (body or {}).get("groupId") or credential.settings["group_id"]
@@ -1014,6 +1085,10 @@ def _me(credential: Credential, token: str, http: Http) -> dict[str, Any]:
 
 def check(credential: Credential, http: Http) -> str:
     """Prove the secret (app token), that the group is a Microsoft 365 group, and who is signed in."""
+    return _once_more_if_refused(credential, http, lambda: _check(credential, http))
+
+
+def _check(credential: Credential, http: Http) -> str:
     _, graph = _hosts(credential)
     token = app_token(credential, http)
     user_token = delegated_token(credential, http) if credential.secrets.get("refresh_token") else None

@@ -21,7 +21,9 @@ ALLOWED = {
     "convadmin.jobs": (),
     "convadmin.audit": ("convadmin.accounts.roles", "convadmin.lists"),
     "convadmin.exchanges": (),
+    "convadmin.cli": (),  # command-line input and database checks, below every app
     "convadmin.credentials": (
+        "convadmin.cli",
         "convadmin.accounts",
         "convadmin.audit",
         "convadmin.lists",

@@ -6,13 +6,14 @@ with ``convadmin.exchanges.services``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 
 from convadmin.audit.models import EventType
 from convadmin.audit.services import record
@@ -59,31 +60,42 @@ def provider_session(
 
     A token the provider rotates during the call (a refresh token) is stored at once, in the same
     transaction as its ``credential_token_rotated`` audit event, whoever the caller is (a check, a
-    create, a refresh). ``audit_rotation=False`` for the sign-in, which audits its new token itself.
+    create, a refresh); a cached access token is stored too, but is no rotation and is not audited.
+    A refresh holds :func:`refresh_lock` on the credential's row. ``audit_rotation=False`` for the
+    sign-in, which audits its new token itself.
     Raises :class:`SecretUnreadable` (or :class:`DestinationRefused`) before anything is sent.
     """
     check_destinations(credential)
     provider_credential = credential.to_provider()
     store = provider_credential.on_change
+    cached = credential.provider_module.CACHED_SECRETS
 
     def store_and_audit(secrets: dict[str, str]) -> None:
         before = credential.fingerprint
         with transaction.atomic():
             store(secrets)
             if audit_rotation and credential.fingerprint != before:
+                changed = (k for k, v in secrets.items() if v != provider_secrets.get(k) and k not in cached)
                 record(
                     EventType.CREDENTIAL_TOKEN_ROTATED,
                     actor=acting_user,
                     target=credential,
                     ip=ip,
                     extra={
-                        "fields": sorted(k for k, v in secrets.items() if v != provider_secrets.get(k)),
+                        "fields": sorted(changed),
                         "fingerprint": {"old": before, "new": credential.fingerprint},
                     },
                 )
         provider_secrets.clear()
         provider_secrets.update(secrets)
 
+    def reload(secrets: dict[str, str]) -> None:
+        provider_credential.secrets.clear()
+        provider_credential.secrets.update(secrets)
+        provider_secrets.clear()
+        provider_secrets.update(secrets)
+
+    provider_credential.lock = lambda: refresh_lock(credential, reload)
     provider_secrets = dict(provider_credential.secrets)
     provider_credential.on_change = store_and_audit if store else None
     with Http(
@@ -93,3 +105,24 @@ def provider_session(
         purpose=purpose,
     ) as http:
         yield provider_credential, http
+
+
+@contextmanager
+def refresh_lock(credential: Credential, reload: Callable[[dict[str, str]], None]) -> Iterator[None]:
+    """Hold the credential's row while a single-use token is refreshed, with its secrets read afresh.
+
+    One short transaction: PostgreSQL locks the row (``select_for_update``), so a second caller waits
+    and then reads the tokens the first stored (and uses them instead of spending the refresh token
+    again). SQLite has no row locks: a write first takes its database write lock (the settings begin
+    transactions IMMEDIATE already; the write keeps this right under any transaction mode).
+    """
+    with transaction.atomic():
+        rows = type(credential).objects.filter(pk=credential.pk)
+        if connection.vendor == "sqlite":
+            rows.update(secret=F("secret"))
+        stored = rows.select_for_update().only("secret", "secret_last4", "fingerprint").get()
+        credential.secret = stored.secret
+        credential.secret_last4 = stored.secret_last4
+        credential.fingerprint = stored.fingerprint
+        reload(credential.get_secrets())
+        yield

@@ -79,7 +79,10 @@ class Credential(models.Model):
             next(iter(secrets.values()), ""),
         )
         self.secret_last4 = main[-4:] if len(main) >= 12 else ""
-        digest = hashlib.sha256(json.dumps(secrets, sort_keys=True).encode()).hexdigest()
+        # A cached access token changes hourly: it is not what the fingerprint identifies.
+        cached = self.provider_module.CACHED_SECRETS
+        kept = {k: v for k, v in secrets.items() if k not in cached}
+        digest = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
         self.fingerprint = digest[:12]
 
     def get_secrets(self) -> dict[str, str]:
@@ -87,7 +90,8 @@ class Credential(models.Model):
         return crypto.decrypt(self.secret)
 
     def to_provider(self, **overrides: Any) -> ProviderCredential:
-        """The provider-side credential; rotated secrets (refresh tokens) are saved at once."""
+        """The provider-side credential; rotated secrets (refresh tokens, a cached access token) are saved
+        at once. ``calls.provider_session`` adds the lock a refresh holds."""
 
         def persist(secrets: dict[str, str]) -> None:
             self.set_secrets(secrets)

@@ -327,7 +327,10 @@ def do_edit_credential(
             diff["destination"] = {
                 name: {"old": _host(old.get(name)), "new": _host(new_settings.get(name))} for name in moved
             }
-        credential.save()
+        if given:
+            credential.save()
+        else:  # the stored secrets may have rotated since this page was loaded: leave them as they are
+            credential.save(update_fields=["label", "settings", "sandbox", "updated_at"])
         record(EventType.CREDENTIAL_EDITED, actor=acting_user, target=credential, ip=ip, extra=diff)
     return diff
 

@@ -5,7 +5,8 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 
@@ -135,6 +136,11 @@ def credential(changes: list[dict[str, str]] | None = None, **extra: str | None)
     if changes is not None:
         cred.on_change = changes.append
     return cred
+
+
+def uncached(changes: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The stored secrets without the cached access token and its expiry."""
+    return [{k: v for k, v in c.items() if k not in msgraph.CACHED_SECRETS} for c in changes]
 
 
 def http_for(cred: Credential, fake: Callable[[httpx.Request], httpx.Response]) -> Http:
@@ -347,7 +353,8 @@ def test_it_redeems_the_code_stores_the_refresh_token_and_says_who_signed_in(
     assert str(me_request.url) == f"{GRAPH}/v1.0/me?$select=id,userPrincipalName,displayName"
     assert me_request.headers["authorization"] == "Bearer eyJ0eXAi.delegated-1.sig"
     assert cred.secrets["refresh_token"] == "0.AXoA-new-refresh-1"
-    assert changes == [{"client_secret": SECRET, "refresh_token": "0.AXoA-new-refresh-1"}]
+    assert uncached(changes) == [{"client_secret": SECRET, "refresh_token": "0.AXoA-new-refresh-1"}]
+    assert changes[0]["access_token"] == "eyJ0eXAi.delegated-1.sig"  # the new user's, not a previous one's
     assert_no_secrets(http, [SECRET, code, verifier, *fake.issued], caplog)
 
 
@@ -856,7 +863,7 @@ def test_it_stores_the_rotated_refresh_token_on_create() -> None:
     msgraph.create(prepared(), cred, http_for(cred, fake))
     assert fake.token_forms()[0]["refresh_token"] == REFRESH
     assert fake.token_forms()[0]["grant_type"] == "refresh_token"
-    assert changes == [{"client_secret": SECRET, "refresh_token": "0.AXoA-new-refresh-1"}]
+    assert uncached(changes) == [{"client_secret": SECRET, "refresh_token": "0.AXoA-new-refresh-1"}]
     assert cred.secrets["refresh_token"] == "0.AXoA-new-refresh-1"
 
 
@@ -1283,7 +1290,7 @@ def test_it_checks_the_group_and_who_is_signed_in() -> None:
         str(group_request.url) == f"{GRAPH}/v1.0/groups/{GROUP}?$select=id,displayName,mailEnabled,groupTypes"
     )
     assert str(me_request.url) == f"{GRAPH}/v1.0/me?$select=id,userPrincipalName,displayName"
-    assert changes == [{"client_secret": SECRET, "refresh_token": "0.AXoA-new-refresh-2"}]
+    assert uncached(changes) == [{"client_secret": SECRET, "refresh_token": "0.AXoA-new-refresh-2"}]
 
 
 def test_it_checks_with_the_app_token_before_anyone_signed_in() -> None:
@@ -1378,3 +1385,140 @@ def test_no_secret_reaches_exchanges_or_logs(caplog: pytest.LogCaptureFixture) -
 def test_the_credential_repr_hides_secrets() -> None:
     assert SECRET not in repr(credential())
     assert REFRESH not in repr(credential())
+
+
+# --- the access token is reused until it expires ---------------------------------------------------
+
+CACHED = "eyJ0eXAi.cached-access.sig"
+
+
+def expiring_in(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def test_it_creates_with_the_stored_access_token_while_it_is_valid() -> None:
+    changes: list[dict[str, str]] = []
+    cred = credential(changes)
+    cred.secrets.update(access_token=CACHED, access_token_expires_at=expiring_in(600))
+    fake = FakeMicrosoft(create_route())
+    http = Http([SECRET, REFRESH], transport=httpx.MockTransport(fake))
+    assert msgraph.create(prepared(), cred, http).external_id == CONV
+    assert fake.token_forms() == []  # the refresh token is not spent
+    assert fake.graph_requests()[0].headers["authorization"] == f"Bearer {CACHED}"
+    assert changes == []
+    assert CACHED in http.secrets  # redacted from the exchanges even when the session did not know it
+    assert_no_secrets(http, [CACHED])
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    [expiring_in(115), expiring_in(-60), "", "soon", "2026-01-01T00:00:00"],
+    ids=["within-the-margin", "expired", "empty", "unreadable", "without-a-zone"],
+)
+def test_it_refreshes_a_token_that_expires_within_the_margin_or_has_no_readable_expiry(
+    expires_at: str,
+) -> None:
+    changes: list[dict[str, str]] = []
+    cred = credential(changes)
+    cred.secrets.update(access_token=CACHED, access_token_expires_at=expires_at)
+    fake = FakeMicrosoft(create_route())
+    before = datetime.now(UTC)
+    msgraph.create(prepared(), cred, http_for(cred, fake))
+    assert [f["refresh_token"] for f in fake.token_forms()] == [REFRESH]
+    assert fake.graph_requests()[0].headers["authorization"] == "Bearer eyJ0eXAi.delegated-1.sig"
+    stored = changes[-1]
+    assert stored["access_token"] == "eyJ0eXAi.delegated-1.sig"
+    expires = datetime.fromisoformat(stored["access_token_expires_at"])
+    assert before + timedelta(seconds=3599) <= expires <= datetime.now(UTC) + timedelta(seconds=3599)
+
+
+def test_a_caller_that_waited_for_the_lock_uses_the_token_the_first_one_stored() -> None:
+    """The lock reloads the secrets: another process refreshed meanwhile, so no second refresh."""
+    cred = credential()
+    held = []
+
+    @contextmanager
+    def lock():
+        held.append(True)
+        cred.secrets.update(
+            refresh_token="0.AXoA-theirs", access_token=CACHED, access_token_expires_at=expiring_in(3000)
+        )
+        yield
+
+    cred.lock = lock
+    fake = FakeMicrosoft(create_route())
+    msgraph.create(prepared(), cred, http_for(cred, fake))
+    assert held == [True] and fake.token_forms() == []
+    assert fake.graph_requests()[0].headers["authorization"] == f"Bearer {CACHED}"
+
+
+def test_the_refresh_runs_inside_the_lock() -> None:
+    cred = credential()
+    inside: list[bool] = []
+    state = {"locked": False}
+
+    @contextmanager
+    def lock():
+        state["locked"] = True
+        yield
+        state["locked"] = False
+
+    def token(request: httpx.Request) -> httpx.Response:
+        inside.append(state["locked"])
+        return FakeMicrosoft().issue(request)
+
+    cred.lock = lock
+    msgraph.create(prepared(), cred, http_for(cred, FakeMicrosoft(create_route(), token=token)))
+    assert inside == [True]
+
+
+def test_a_refused_stored_token_is_refreshed_once_not_reused() -> None:
+    cred = credential()
+    cred.secrets.update(access_token=CACHED, access_token_expires_at=expiring_in(3000))
+    expired = (401, {"error": {"code": "InvalidAuthenticationToken", "message": "Token revoked."}})
+    fake = FakeMicrosoft({f"POST /v1.0/groups/{GROUP}/conversations": [expired, (201, CREATED)]})
+    assert msgraph.create(prepared(), cred, http_for(cred, fake)).external_id == CONV
+    first, second = fake.graph_requests()
+    assert first.headers["authorization"] == f"Bearer {CACHED}"
+    assert second.headers["authorization"] == "Bearer eyJ0eXAi.delegated-1.sig"
+    assert [f["refresh_token"] for f in fake.token_forms()] == [REFRESH]
+    assert cred.secrets["access_token"] == "eyJ0eXAi.delegated-1.sig"
+
+
+def test_a_sign_in_replaces_the_previous_users_stored_token() -> None:
+    cred = credential()
+    cred.secrets.update(access_token=CACHED, access_token_expires_at=expiring_in(3000))
+    fake = FakeMicrosoft({"GET /v1.0/me": (200, ME)})
+    msgraph.redeem_code(
+        cred, code="c", redirect_uri="https://a.example/cb", code_verifier="v" * 43, http=http_for(cred, fake)
+    )
+    assert cred.secrets["access_token"] == "eyJ0eXAi.delegated-1.sig"
+
+
+def test_a_check_whose_stored_token_was_revoked_refreshes_once_instead_of_asking_to_sign_in_again() -> None:
+    cred = credential()
+    cred.secrets.update(access_token=CACHED, access_token_expires_at=expiring_in(3000))
+    revoked = (401, {"error": {"code": "InvalidAuthenticationToken", "message": "Token revoked."}})
+    fake = FakeMicrosoft({GROUP_PATH: [revoked, (200, UNIFIED)], "GET /v1.0/me": (200, ME)})
+    message = msgraph.check(cred, http_for(cred, fake))
+    assert message == "Group 'Sales' (Microsoft 365) reachable; signed in as adele@contoso.com"
+    assert [f["grant_type"] for f in fake.token_forms()] == [
+        "client_credentials",
+        "refresh_token",
+        "client_credentials",
+    ]
+    assert [r.headers["authorization"] for r in fake.graph_requests()] == [
+        f"Bearer {CACHED}",
+        "Bearer eyJ0eXAi.delegated-2.sig",
+        "Bearer eyJ0eXAi.delegated-2.sig",
+    ]
+
+
+def test_a_read_refused_twice_is_an_error() -> None:
+    cred = credential()
+    cred.secrets.update(access_token=CACHED, access_token_expires_at=expiring_in(3000))
+    revoked = (401, {"error": {"code": "InvalidAuthenticationToken", "message": "Token revoked."}})
+    fake = FakeMicrosoft({GROUP_PATH: [revoked]})
+    with pytest.raises(ProviderError) as exc:
+        msgraph.check(cred, http_for(cred, fake))
+    assert exc.value.status == 401 and len(fake.graph_requests()) == 2

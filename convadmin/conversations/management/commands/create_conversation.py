@@ -16,7 +16,7 @@ Prints one JSON object ``{"id", "status", "external_id", "errors"}`` on stdout a
     one and ``"existing_id": ["<id>"]`` when the provider named a conversation that already exists;
 2 — invalid input, nothing sent, nothing saved: ``id`` and ``external_id`` null, ``status``
     "invalid", ``errors`` maps field paths (``participants.3.user_id``, ``topic``) — or ``file``,
-    ``label``, ``credential``, ``user`` — to lists of messages.
+    ``database``, ``label``, ``credential``, ``user`` — to lists of messages (``convadmin.cli``).
 """
 
 from __future__ import annotations
@@ -24,19 +24,19 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from convadmin.accounts.services import system_user
+from convadmin.cli import DatabaseCommand, read_json_file
 from convadmin.conversations import services
 from convadmin.conversations.models import Conversation, Status
 from convadmin.credentials.models import Credential
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Create a conversation with a stored credential from the provider's own JSON body."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -56,6 +56,11 @@ class Command(BaseCommand):
             help='Queue the create for the worker and print {"id", "status": "pending"} at once.',
         )
 
+    def database_refused(self, problem: str) -> None:
+        self.stdout.write(json.dumps(invalid({"database": [problem]})[1], ensure_ascii=False))
+        self.stdout.flush()
+        sys.exit(2)
+
     def handle(self, *args: Any, **options: Any) -> None:
         code, output = self.run(
             options["label"], options["file"], options.get("user"), options.get("key"), not options["no_wait"]
@@ -67,12 +72,9 @@ class Command(BaseCommand):
     def run(
         self, label: str, path: str, username: str | None, key: str | None = None, wait: bool = True
     ) -> tuple[int, dict[str, Any]]:
-        try:
-            body = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            return invalid({"file": [f"Cannot read {path}: {exc.strerror or exc}."]})
-        except (UnicodeDecodeError, ValueError) as exc:
-            return invalid({"file": [f"{path} is not valid JSON: {exc}."]})
+        body, errors = read_json_file(path)
+        if errors:
+            return invalid(errors)
         credential = Credential.objects.filter(label=label).first()
         if credential is None:
             return invalid({"label": [f"No credential is labelled {label!r}."]})

@@ -1,7 +1,8 @@
 """export_conversations [--format jsonl|csv] [--provider P] [--status S] [--since YYYY-MM-DD]
 
 Streams one row per conversation to stdout, newest first, no secrets: JSONL by default, CSV with a header
-row. Bad arguments exit 2 with the reason on stderr. The export is audited (actor: the system user).
+row. Bad arguments, or a database that cannot be used, exit 2 with the reason on stderr. The export is
+audited (actor: the system user).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import sys
 from datetime import date
 from typing import Any
 
-from django.core.management.base import BaseCommand
 from django.db import transaction
 
 import providers
 from convadmin.accounts.services import system_user
 from convadmin.audit.models import EventType
 from convadmin.audit.services import record
+from convadmin.cli import DatabaseCommand
 from convadmin.conversations import export
 from convadmin.conversations.models import Conversation, Status
 from convadmin.conversations.queries import filter_conversations
@@ -35,7 +36,7 @@ def _since(value: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {value!r}") from None
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Stream every conversation record (filtered) to stdout as JSONL (default) or CSV; no secrets."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:

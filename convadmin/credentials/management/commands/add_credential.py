@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.views.decorators.debug import sensitive_variables
 
 import providers
 from convadmin.accounts.services import system_user
+from convadmin.cli import INVALID, DatabaseCommand, json_file_or_exit
 from convadmin.credentials import services
 from convadmin.credentials.models import Credential
 from providers.base import InvalidCredential
 
-INVALID = 2
-
 
 def read_credential_file(path: str) -> dict[str, Any]:
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a UTF-8 text file"
-        raise CommandError(f"Cannot read {path}: {reason}.", returncode=INVALID) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        # exc.msg and the position only: the message never quotes the file's content.
-        raise CommandError(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-            returncode=INVALID,
-        ) from None
+    data = json_file_or_exit(path)
     if not isinstance(data, dict):
         raise CommandError(
             f"{path} must hold one JSON object with the credential's fields.", returncode=INVALID
@@ -39,7 +24,7 @@ def read_credential_file(path: str) -> dict[str, Any]:
     return data
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Store a provider credential read from its JSON file (the provider's own format). "
         "Exit 0 when stored, 2 when the file or a field is invalid or the label exists without --replace."
