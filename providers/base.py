@@ -190,6 +190,7 @@ class Provider(Protocol):
     PARTICIPANTS_PATH: str | None  # "participants", "Participant", …; None: no participant list
     MAX_PARTICIPANTS: int
     NATURAL_KEY: str | None  # the body key ``lookup`` finds a conversation by; None: it cannot look up
+    DUPLICATE_CODES: tuple[str, ...]  # error codes meaning "a conversation with this key already exists"
     KEY_IS_UNIQUE: bool  # the provider refuses or de-duplicates a second create with the same natural key
     NOT_DUPLICATED: tuple[str, ...]  # body keys "duplicate as new" leaves out (generated or unique)
     GENERATED: tuple[
@@ -244,6 +245,7 @@ def bearer_curl_auth(variable: str, note: str) -> Callable[[Mapping[str, Any]], 
 HOOK_DEFAULTS: dict[str, Any] = {
     "NATURAL_KEY": None,
     "KEY_IS_UNIQUE": False,
+    "DUPLICATE_CODES": (),
     "NOT_DUPLICATED": (),
     "GENERATED": (),
     "SETTING_DEFAULTS": {},

@@ -58,6 +58,7 @@ MAX_PARTICIPANTS = 10
 #: Hooks the Django layer asks (see providers.base.Provider).
 NATURAL_KEY = "UniqueName"
 KEY_IS_UNIQUE = True  # a second create with the same UniqueName is refused (error 50353)
+DUPLICATE_CODES = ("50353",)
 KEY_PREFIX = "convadmin-"  # UniqueName filled by prepare(key=…) when the body has none
 NOT_DUPLICATED = ("UniqueName",)
 PARTICIPANT_IDENTITY = ("sid", "identity", "messaging_binding.address")

@@ -277,3 +277,25 @@ def test_a_pending_record_no_job_owns_is_looked_up_before_anything_is_sent(suppo
     respx_mock.get(f"{TWILIO}/v1/Conversations/{CH}/Participants").respond(200, json=twilio_members("alice"))
     services.settle_conversations()
     assert Conversation.objects.get(pk=orphan.pk).status == Status.CREATED and create.call_count == 0
+
+
+def test_already_exists_after_an_earlier_attempt_is_looked_up_not_reported_as_a_failure(support, respx_mock):
+    conversation = make_pending(support, lease_until=timezone.now() - timedelta(seconds=1), attempts=1)
+    lookup = respx_mock.get(f"{TWILIO}/v1/Conversations/order-9")
+    # The earlier attempt's conversation appears only after the re-run's first look-up (provider lag).
+    lookup.side_effect = [
+        httpx.Response(404, json={"code": 20404, "status": 404}),
+        httpx.Response(200, json=twilio_conversation()),
+    ]
+    respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        409,
+        json={
+            "code": 50353,
+            "message": "Conversation with provided unique name already exists",
+            "status": 409,
+        },
+    )
+    respx_mock.get(f"{TWILIO}/v1/Conversations/{CH}/Participants").respond(200, json=twilio_members("alice"))
+    settled = services.run_create(conversation.pk)
+    assert settled.status == Status.CREATED and settled.external_id == CH
+    assert settled.lookup["result"] == "found"

@@ -209,6 +209,13 @@ def run_create(pk: int, *, ip: str | None = None) -> Conversation:
                     http.purpose = "lookup"
                     http.set_deadline(http.deadline)
                     outcome, lookup = look_up(conversation, provider_credential, http)
+                elif error is not None and conversation.attempts > 1 and _is_duplicate(module, error):
+                    # "Already exists" after an earlier attempt of ours: that attempt may be the one that made it.
+                    http.purpose = "lookup"
+                    http.set_deadline(http.deadline)
+                    found, found_lookup = look_up(conversation, provider_credential, http)
+                    if found is not None:
+                        outcome, error, lookup = found, None, found_lookup
     except SecretUnreadable as exc:
         error = ProviderError(str(exc), code="secret_unreadable")
     except Exception:
@@ -216,6 +223,11 @@ def run_create(pk: int, *, ip: str | None = None) -> Conversation:
         logger.exception("Creating conversation %s failed unexpectedly", conversation.pk)
         outcome, error = None, ProviderError(UNEXPECTED, code="internal_error", outcome_unknown=session.sent)
     return save_outcome(conversation, session, outcome=outcome, error=error, lookup=lookup)
+
+
+def _is_duplicate(module: Any, error: ProviderError) -> bool:
+    """The provider refused the create because a conversation with its key already exists."""
+    return bool(error.existing_id) or (error.code or "") in module.DUPLICATE_CODES
 
 
 def _may_send_again(module: Any, lookup: dict[str, str]) -> bool:
