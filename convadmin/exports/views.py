@@ -5,6 +5,7 @@ Every view allows only the roles that may export the list in question (its regis
 
 from __future__ import annotations
 
+from django import forms
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.forms.utils import pretty_name
@@ -72,13 +73,20 @@ def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
     spec = _list_for(request, export.list_name)
     template = fragment_or_page(request, "exports/detail.html", "status")
     context = {"export": export, "spec": spec}
-    if "#" not in template:  # the whole page: the filters by the labels the list shows them with
-        fields = spec.form.base_fields
-        described = describe_filters(spec.form(export.filters).filters())
-        context["filters"] = [
-            (fields[name].label or pretty_name(name), value) for name, value in described.items()
-        ]
+    if "#" not in template:  # the whole page: the filters as the list labels them
+        context["filters"] = _filters_shown(spec, export.filters)
     return render(request, template, context)
+
+
+def _filters_shown(spec: ExportList, submitted: dict[str, str]) -> list[tuple[str, str]]:
+    form = spec.form(submitted)
+    shown = []
+    for name, value in describe_filters(form.filters()).items():
+        field = form.fields[name]
+        if isinstance(field, forms.ChoiceField) and not isinstance(field, forms.ModelChoiceField):
+            value = str(dict(field.choices).get(value, value))
+        shown.append((field.label or pretty_name(name), value))
+    return shown
 
 
 @role_required(READERS)
