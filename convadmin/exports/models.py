@@ -57,6 +57,13 @@ class Export(models.Model):
         )
 
     @property
+    def estimate(self) -> int | None:
+        """The estimate of the rows to write, while it still looks right (a planner's guess may fall short)."""
+        if self.rows_estimate and self.rows_estimate >= self.rows_written:
+            return self.rows_estimate
+        return None
+
+    @property
     def rate(self) -> int | None:
         """Rows per second so far (or overall, once done)."""
         end = self.finished_at or self.progress_at

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.core.files.storage import storages
+from django.db import connection
 from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -99,7 +100,8 @@ def test_more_rows_start_a_job_recorded_and_audited_with_the_filters(
         False,
     )
     assert export.filters == {"provider": "twilio"}
-    assert export.status == Status.DONE and export.rows_written == 3 and export.rows_estimate == 3
+    assert export.status == Status.DONE and export.rows_written == 3
+    assert export.rows_estimate == 3 or connection.vendor == "postgresql"  # there: the planner's estimate
     assert export.size == storages["exports"].size(export.file_name)
     assert export.expires_at - export.finished_at == timedelta(hours=24)
     event = AuditEvent.objects.get(event_type=EventType.CONVERSATIONS_EXPORTED)
@@ -245,6 +247,9 @@ def test_a_running_export_polls_and_shows_rows_and_rate(auditor_client, audit_ex
     assert '<progress aria-label="Export progress" max="1000000" value="120000">' in body
     assert "120,000 rows written of about 1,000,000 · 60,000 rows a second" in body
     assert "Download" not in body
+    Export.objects.filter(pk=audit_export.pk).update(rows_estimate=100_000)  # an estimate that fell short
+    body = auditor_client.get(reverse("export_detail", args=[audit_export.pk])).content.decode()
+    assert "120,000 rows written ·" in body and '<progress aria-label="Export progress"></progress>' in body
 
 
 def test_a_queued_export_says_it_waits_for_a_worker(auditor_client, audit_export):
