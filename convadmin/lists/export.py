@@ -76,6 +76,7 @@ class _Echo:
 
 
 _FORMULA_START = frozenset(("=", "+", "-", "@", "\t", "\r"))
+_PLAIN = frozenset((int, float, bool, type(None)))
 
 
 def _cell(value: Any) -> Any:
@@ -95,7 +96,15 @@ def csv_lines(rows: Iterable[dict[str, Any]], header: Sequence[str]) -> Iterator
     yield writer.writerow(header)
     cells = _getter(header)
     for row in rows:
-        yield writer.writerow(map(_cell, cells(row)))
+        # _cell only where it may change something: a call per cell would be a quarter of the export's time.
+        yield writer.writerow(
+            [
+                v
+                if v.__class__ in _PLAIN or (v.__class__ is str and v[:1] not in _FORMULA_START)
+                else _cell(v)
+                for v in cells(row)
+            ]
+        )
 
 
 def jsonl_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:

@@ -353,3 +353,40 @@ def test_progress_is_reported_while_writing():
     assert write_rows(rows, "csv", ["a"], out, progress=seen.append, every=0) == 10_000
     assert seen and seen == sorted(seen) and seen[-1] <= 10_000
     assert out.getvalue().decode().splitlines()[:3] == ["a", "0", "1"]
+
+
+def test_every_cell_a_spreadsheet_would_run_is_quoted_whatever_its_type():
+    from convadmin.lists.export import csv_lines
+
+    values = [
+        "=1+1",
+        "+cmd",
+        "-cmd",
+        "@SUM(A1)",
+        "\tx",
+        "\rx",
+        ["=a", "b"],
+        "+15558675310",
+        "-2.5",
+        7,
+        None,
+        True,
+    ]
+    header = [f"c{i}" for i in range(len(values))]
+    line = list(
+        csv.reader(io.StringIO("".join(csv_lines([dict(zip(header, values, strict=True))], header))))
+    )[1]
+    assert line == [
+        "'=1+1",
+        "'+cmd",
+        "'-cmd",
+        "'@SUM(A1)",
+        "'\tx",
+        "'\rx",
+        "'=a; b",
+        "+15558675310",
+        "-2.5",
+        "7",
+        "",
+        "True",
+    ]
