@@ -46,6 +46,13 @@ def _progress(pk: int, count: int) -> None:
         raise _Stopped
 
 
+def _private_folder(path: Path) -> None:
+    """Create ``path`` and its missing parents owner-only (``mkdir -p`` would leave the parents 0755)."""
+    for folder in [*reversed(path.parents), path]:
+        if not folder.exists():
+            folder.mkdir(mode=0o700, exist_ok=True)
+
+
 def _stall_cutoff():
     return timezone.now() - timedelta(minutes=settings.EXPORT_STALL_MINUTES)
 
@@ -90,7 +97,7 @@ def _write(export: Export) -> None:
     Export.objects.filter(pk=export.pk).update(rows_estimate=estimate_rows(qs))
 
     folder = Path(settings.EXPORT_TMP_DIR)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_folder(folder)
     fd, partial_path = tempfile.mkstemp(prefix=f"export-{export.pk}-", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -390,3 +390,21 @@ def test_every_cell_a_spreadsheet_would_run_is_quoted_whatever_its_type():
         "",
         "True",
     ]
+
+
+def test_the_default_local_storage_is_owner_only(
+    settings, tmp_path, support_client, records, django_capture_on_commit_callbacks
+):
+    import convadmin.settings as project
+
+    root = tmp_path / "var" / "exports"
+    options = project.STORAGES["exports"]["OPTIONS"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "exports": {**project.STORAGES["exports"], "OPTIONS": {**options, "location": root}},
+    }
+    settings.EXPORT_TMP_DIR = root / ".partial"
+    export = run(support_client, django_capture_on_commit_callbacks, "conversations")
+    modes = {path: path.stat().st_mode & 0o777 for path in (tmp_path / "var", root, root / ".partial")}
+    assert set(modes.values()) == {0o700}, modes
+    assert (root / export.file_name).stat().st_mode & 0o777 == 0o600
