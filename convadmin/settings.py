@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "convadmin.conversations",
     "django_tasks_db",
     "convadmin.jobs",
+    "convadmin.exports",
 ]
 
 MIDDLEWARE = [
@@ -171,6 +172,34 @@ STORAGES = {
     },
 }
 
+# Exports (README "Exports"): more than EXPORT_STREAM_MAX_ROWS rows (or gzip) run as a job that writes the file
+# into the EXPORT_STORAGE storage (an alias of STORAGES): a local folder (owner-only), or an S3-compatible bucket
+# through django-storages (`pip install '.[s3]'`) when EXPORT_S3_BUCKET is set; AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY come from the environment, read by boto3 itself.
+EXPORT_ROOT = Path(env.str("EXPORT_ROOT", default=str(BASE_DIR / "var" / "exports")))
+#: Where a job writes a file until it is complete (then moved into storage): local to the worker.
+EXPORT_TMP_DIR = Path(env.str("EXPORT_TMP_DIR", default=str(EXPORT_ROOT / ".partial")))
+STORAGES["exports"] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": EXPORT_ROOT, "file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
+}
+if EXPORT_S3_BUCKET := env.str("EXPORT_S3_BUCKET", default=""):
+    STORAGES["exports"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": EXPORT_S3_BUCKET,
+            "endpoint_url": env.str("EXPORT_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("EXPORT_S3_REGION", default="") or None,
+            "location": env.str("EXPORT_S3_PREFIX", default="exports"),
+            "file_overwrite": False,
+        },
+    }
+EXPORT_STORAGE = env.str("EXPORT_STORAGE", default="exports")
+EXPORT_KEEP_HOURS = env.int("EXPORT_KEEP_HOURS", default=24)
+EXPORT_STREAM_MAX_ROWS = env.int("EXPORT_STREAM_MAX_ROWS", default=50_000)
+#: A running export without progress for this long has lost its worker: the sweep marks it failed.
+EXPORT_STALL_MINUTES = env.int("EXPORT_STALL_MINUTES", default=10)
+
 # Security: strict CSP with nonces (htmx's own indicator style is turned off; ours is in static/).
 SECURE_CSP = {
     "default-src": [CSP.SELF],
@@ -240,6 +269,7 @@ JOBS_SCHEDULE = {
     "convadmin.jobs.tasks.heartbeat": 60,
     "convadmin.conversations.tasks.settle_conversations": 60,
     "convadmin.jobs.tasks.prune_task_results": 24 * 3600,
+    "convadmin.exports.tasks.sweep_exports": 300,
 }
 #: Finished task results older than this are deleted by the daily prune job (database backend).
 JOBS_RESULT_RETENTION_DAYS = env.int("JOBS_RESULT_RETENTION_DAYS", default=14)

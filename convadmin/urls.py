@@ -14,4 +14,5 @@ urlpatterns = [
     path("credentials/", include("convadmin.credentials.urls")),
     path("conversations/", include("convadmin.conversations.urls")),
     path("audit/", include("convadmin.audit.urls")),
+    path("exports/", include("convadmin.exports.urls")),
 ]

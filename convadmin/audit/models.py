@@ -31,6 +31,7 @@ class EventType(models.TextChoices):
     CONVERSATION_RETRIED = "conversation_retried", "Conversation retried"
     CONVERSATIONS_EXPORTED = "conversations_exported", "Conversations exported"
     AUDIT_EXPORTED = "audit_exported", "Audit log exported"
+    EXPORT_DOWNLOADED = "export_downloaded", "Export downloaded"
     KEYS_ROTATED = "keys_rotated", "Encryption keys rotated"
 
 

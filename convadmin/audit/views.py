@@ -15,7 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 from convadmin.accounts.roles import AUDITORS, role_required
 from convadmin.audit.models import AuditEvent, EventType
 from convadmin.audit.services import client_ip, record
-from convadmin.lists.export import dict_rows, streaming_response
+from convadmin.lists.export import EXPORT_BATCH, ExportList, dict_rows, export_response
 from convadmin.lists.filters import (
     NO_MATCH,
     FilterForm,
@@ -132,25 +132,30 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     return render_list(request, "audit/log.html", {"form": form, "page": page, "filtered": bool(filters)})
 
 
+def _event_rows(qs, fmt: str) -> Iterator[dict[str, Any]]:
+    for row in dict_rows(qs, EVENT_COLUMNS, EVENT_FIELDS, field="event_time", batch=EXPORT_BATCH):
+        yield {**row, "extra": json.dumps(row["extra"], ensure_ascii=False)} if fmt == "csv" else row
+
+
+#: What the audit log exports (registered in AuditConfig.ready): its streamed export and export jobs.
+AUDIT_EXPORT = ExportList(
+    name="audit",
+    label="Audit log",
+    roles=AUDITORS,
+    form=AuditFilterForm,
+    queryset=lambda filters: filter_events(AuditEvent.objects.all(), filters),
+    rows=_event_rows,
+    header=EVENT_FIELDS,
+    audit=lambda request, details: record(
+        EventType.AUDIT_EXPORTED, actor=request.user, ip=client_ip(request), extra=details
+    ),
+    list_url="audit",
+)
+
+
 @role_required(AUDITORS)
 @require_safe
 def audit_export(request: HttpRequest) -> HttpResponse:
-    """The filtered audit log as CSV or JSONL, streamed; the export is itself an audit event."""
-
-    def rows(filters: dict[str, Any], fmt: str) -> Iterator[dict[str, Any]]:
-        events = dict_rows(
-            filter_events(AuditEvent.objects.all(), filters), EVENT_COLUMNS, EVENT_FIELDS, field="event_time"
-        )
-        for row in events:
-            yield {**row, "extra": json.dumps(row["extra"], ensure_ascii=False)} if fmt == "csv" else row
-
-    return streaming_response(
-        request,
-        form=AuditFilterForm(request.GET),
-        audit=lambda details: record(
-            EventType.AUDIT_EXPORTED, actor=request.user, ip=client_ip(request), extra=details
-        ),
-        rows=rows,
-        header=EVENT_FIELDS,
-        name="audit",
-    )
+    """The filtered audit log as CSV or JSONL: streamed when small, else a page that starts an export job.
+    The export is itself an audit event."""
+    return export_response(request, AUDIT_EXPORT)

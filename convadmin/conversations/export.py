@@ -10,7 +10,12 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from convadmin.lists.export import dict_rows
+from convadmin.accounts.roles import READERS
+from convadmin.audit.models import EventType
+from convadmin.audit.services import client_ip, record
+from convadmin.conversations.models import Conversation
+from convadmin.conversations.queries import ConversationFilterForm, filter_conversations
+from convadmin.lists.export import EXPORT_BATCH, ExportList, dict_rows
 
 #: Exported name → the column it comes from.
 CONVERSATION_COLUMNS = {
@@ -51,5 +56,22 @@ CONVERSATION_FIELDS = (
 )
 
 
-def conversation_rows(qs: QuerySet, *, batch: int = 2000) -> Iterator[dict[str, Any]]:
+def conversation_rows(qs: QuerySet, *, batch: int = EXPORT_BATCH) -> Iterator[dict[str, Any]]:
     return dict_rows(qs, CONVERSATION_COLUMNS, CONVERSATION_FIELDS, field="created_at", batch=batch)
+
+
+#: What the conversation list exports (registered in ConversationsConfig.ready): the list's streamed export
+#: and export jobs.
+CONVERSATIONS_EXPORT = ExportList(
+    name="conversations",
+    label="Conversations",
+    roles=READERS,
+    form=ConversationFilterForm,
+    queryset=lambda filters: filter_conversations(Conversation.objects.all(), filters),
+    rows=lambda qs, fmt: conversation_rows(qs),
+    header=CONVERSATION_FIELDS,
+    audit=lambda request, details: record(
+        EventType.CONVERSATIONS_EXPORTED, actor=request.user, ip=client_ip(request), extra=details
+    ),
+    list_url="conversations",
+)

@@ -22,13 +22,12 @@ from django_htmx.http import HttpResponseClientRedirect
 
 import providers
 from convadmin.accounts.roles import CREATORS, READERS, role_required
-from convadmin.audit.models import EventType
-from convadmin.audit.services import client_ip, record
+from convadmin.audit.services import client_ip
 from convadmin.conversations import export, services
 from convadmin.conversations.models import Conversation
 from convadmin.conversations.queries import ConversationFilterForm, filter_conversations
 from convadmin.exchanges.models import Exchange
-from convadmin.lists.export import streaming_response
+from convadmin.lists.export import export_response
 from convadmin.lists.views import fragment_or_page, render_list, requested_page
 
 LIST_FIELDS = (
@@ -67,22 +66,9 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 @role_required(READERS)
 @require_safe
 def conversation_export(request: HttpRequest) -> HttpResponse:
-    """The filtered list as CSV or JSONL, streamed; the export itself is audited with its filters."""
-    return streaming_response(
-        request,
-        form=ConversationFilterForm(request.GET),
-        audit=lambda details: record(
-            EventType.CONVERSATIONS_EXPORTED,
-            actor=request.user,
-            ip=client_ip(request),
-            extra={**details, "via": "web"},
-        ),
-        rows=lambda filters, fmt: export.conversation_rows(
-            filter_conversations(Conversation.objects.all(), filters)
-        ),
-        header=export.CONVERSATION_FIELDS,
-        name="conversations",
-    )
+    """The filtered list as CSV or JSONL: streamed when small, else a page that starts an export job; the
+    export itself is audited with its filters."""
+    return export_response(request, export.CONVERSATIONS_EXPORT)
 
 
 # Detail -------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def _routes(patterns=None, prefix: str = ""):
                 + (prefix + str(entry.pattern))
                 .replace("<int:pk>", "1")
                 .replace("<int:exchange_id>", "1")
-                .replace("<str:part>", "request"),
+                .replace("<str:part>", "request")
+                .replace("<slug:name>", "conversations"),
             )
 
 

@@ -58,7 +58,7 @@ def test_auditor_filters_opens_a_record_reads_an_exchange_and_exports(page, demo
     expect(page).to_have_url(re.compile(r"status=failed"))
     expect(rows).to_have_count(2)
     with page.expect_download() as download:
-        page.locator(".export-links").get_by_role("link", name="CSV").click()
+        page.locator(".export-links").get_by_role("button", name="CSV").click()
     text = Path(download.value.path()).read_text()
     assert download.value.suggested_filename.endswith(".csv")
     records = list(csv.DictReader(text.splitlines()))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import transaction
@@ -103,7 +102,7 @@ def test_the_schedule_refuses_a_path_that_is_not_a_task(settings):
         load_schedule()
 
 
-def test_the_clock_command_enqueues_what_is_due_once(db, database_backend, capsys):
+def test_the_clock_command_enqueues_what_is_due_once(db, database_backend, capsys, settings):
     call_command("jobs_clock", "--once")
     assert "enqueued convadmin.jobs.tasks.prune_task_results" in capsys.readouterr().out
     assert DBTaskResult.objects.filter(status=TaskResultStatus.READY).count() == len(settings.JOBS_SCHEDULE)
