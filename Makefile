@@ -26,6 +26,7 @@ help:
 	@echo "make run    - create .venv, install, write .env (first run), migrate, serve http://$(HOST):$(PORT)"
 	@echo "make test   - the whole suite: ruff, manage.py check (+ --deploy), pytest"
 	@echo "make browser - Playwright journeys in Debian's chromium; make demo / bench / screenshots"
+	@echo "make faults - the fault matrix over real HTTP and the CLI (FAULTS_QUICK=1: the short one); make bench-http"
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "error: no Python >= 3.12 found on PATH or under pyenv; install one or run make PYTHON=/path/to/python3.12" >&2; exit 1; fi
