@@ -20,12 +20,13 @@ DEPLOY_ENV := DEBUG=0 SECRET_KEY=check-deploy-$$(head -c 32 /dev/urandom | od -A
 	SECURE_SSL_REDIRECT=1 SECURE_HSTS_SECONDS=31536000 SECURE_HSTS_INCLUDE_SUBDOMAINS=1 SECURE_HSTS_PRELOAD=1 \
 	ALLOWED_HOSTS=convadmin.example.com DATABASE_URL=sqlite:///:memory:
 
-.PHONY: help venv run test pytest lint format check deploy-check browser demo bench screenshots clean
+.PHONY: help venv run test pytest lint format check deploy-check browser demo bench faults bench-http screenshots clean
 
 help:
 	@echo "make run    - create .venv, install, write .env (first run), migrate, serve http://$(HOST):$(PORT)"
 	@echo "make test   - the whole suite: ruff, manage.py check (+ --deploy), pytest"
 	@echo "make browser - Playwright journeys in Debian's chromium; make demo / bench / screenshots"
+	@echo "make faults - the fault matrix over real HTTP and the CLI (FAULTS_QUICK=1: the short one); make bench-http"
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "error: no Python >= 3.12 found on PATH or under pyenv; install one or run make PYTHON=/path/to/python3.12" >&2; exit 1; fi
@@ -100,6 +101,19 @@ demo: venv .env
 # then times list vs admin, create overhead and export; writes bench/results.md. Not part of `make test`.
 bench: venv
 	$(PY) bench/run.py
+
+# The fault matrix (bench/faults.py): sandbox, PostgreSQL convadmin_faults (dropped after; FAULTS_DB=sqlite for
+# SQLite), gunicorn and db_workers on loopback; every provider through the web and the CLI. FAULTS_QUICK=1: Twilio,
+# the key cases, under 2 minutes (CI runs it). Exits 1 when a case leaves a duplicate, a pending record or a lost outcome.
+faults: venv
+	@$(PY) -c 'import gunicorn' 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,production]'
+	$(PY) bench/faults.py
+
+# Over real HTTP (gunicorn, PostgreSQL convadmin_http, 10,000 seeded records): create overhead, and the list page while
+# 20 creates wait on a 25 s provider (bench/responsiveness.py). Not part of `make test`.
+bench-http: venv
+	@$(PY) -c 'import gunicorn' 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,production]'
+	$(PY) bench/responsiveness.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

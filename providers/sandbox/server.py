@@ -9,8 +9,10 @@ import re
 import secrets
 import socket
 import string
+import struct
 import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
@@ -30,6 +32,15 @@ PROVIDERS = ("mixin", "twilio", "highlevel", "msgraph")
 #: Trigger words, in priority order; matched case-insensitively inside user-chosen values, ignoring
 #: ``-``, ``_`` and spaces (so ``fail-500``, ``fail500`` and ``FAIL_500`` all match).
 TRIGGERS = ("fail-500", "rate-limit", "duplicate", "invalid-json", "slow", "drip")
+#: Transport faults, the same for every API, looked for in the raw body of any POST (URL-decoded):
+#: ``reset-before`` drops the connection (TCP RST) before the request is handled, so nothing is created;
+#: ``reset-after`` handles it (the conversation is created) and drops the connection instead of replying;
+#: ``fail-once`` answers the first POST of a given body with the API's HTTP 500 (nothing created) and
+#: handles the same body normally after that, so a Retry succeeds.
+TRANSPORT_TRIGGERS = ("reset-before", "reset-after", "fail-once")
+#: Introspection for fault tests, on every port (loopback only, like the sandbox): ``GET
+#: /__sandbox__/state`` lists every API's conversations and the POSTs it received.
+ADMIN_PREFIX = "/__sandbox__/"
 
 
 def find_trigger(*values: object) -> str | None:
@@ -152,12 +163,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         api = self.server.api
+        sandbox: Sandbox = api.sandbox  # type: ignore[attr-defined]
         request = Request.parse(self.command, self.path, self.headers, self._read_body())
+        if request.path.startswith(ADMIN_PREFIX):
+            reply = json_reply(200, sandbox.state()) if request.method == "GET" else json_reply(405, {})
+            self._send(reply, sandbox)
+            return
+        transport = sandbox.received(api.name, request) if request.method == "POST" else None
+        if transport == "reset-before":
+            self._reset()
+            return
         try:
-            reply = api.handle(request)
+            reply = api.internal_error() if transport == "fail-once" else api.handle(request)
         except Exception:  # a sandbox bug must still answer in the provider's shape
             logger.exception("%s: %s %s failed", api.name, request.method, request.path)
             reply = api.internal_error()
+        if transport == "reset-after":
+            self._reset()
+            return
+        self._send(reply, sandbox)
+
+    def _reset(self) -> None:
+        """Drop the connection with a TCP RST (SO_LINGER 0), no reply."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+    def _send(self, reply: Reply, sandbox: Sandbox) -> None:
         try:
             self.send_response(reply.status)
             if reply.body or reply.status not in (204, 304):
@@ -167,7 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
             if self.command != "HEAD" and reply.drip:
-                self._drip(reply.body, api.sandbox)  # type: ignore[attr-defined]
+                self._drip(reply.body, sandbox)
             elif self.command != "HEAD":
                 self.wfile.write(reply.body)
         except (BrokenPipeError, ConnectionResetError):
@@ -222,6 +254,9 @@ class Sandbox:
         self.drip_seconds = drip_seconds
         self._token_key = self.derive("sandbox:token-key")
         self._stopping = threading.Event()
+        self._received: deque[dict[str, Any]] = deque(maxlen=20000)
+        self._failed_once: set[bytes] = set()
+        self._received_lock = threading.Lock()
         self._servers: dict[str, _Server] = {}
         self._threads: list[threading.Thread] = []
         self.apis: dict[str, Any] = {
@@ -339,6 +374,33 @@ class Sandbox:
         except jwt.PyJWTError:
             return None
         return claims if claims.get("typ") == typ else None
+
+    # -- introspection and transport faults ----------------------------------------------------
+    def received(self, api: str, request: Request) -> str | None:
+        """Note a POST (for :meth:`state`); the transport trigger in its body, if any."""
+        text = unquote(request.body.decode("utf-8", "replace").replace("+", " "))
+        normal = re.sub(r"[-_\s]", "", text.lower())
+        trigger = next((t for t in TRANSPORT_TRIGGERS if t.replace("-", "") in normal), None)
+        with self._received_lock:
+            self._received.append({"api": api, "path": request.path, "body": text[:4000], "at": iso()})
+            if trigger == "fail-once":
+                if request.body in self._failed_once:
+                    trigger = None
+                else:
+                    self._failed_once.add(request.body)
+        return trigger
+
+    def state(self) -> dict[str, Any]:
+        """Every API's conversations (as stored) and the POSTs received, for fault tests to count."""
+        conversations: dict[str, list[Any]] = {}
+        for name, api in self.apis.items():
+            with api.lock:
+                stored = list(api.conversations.values())
+            items = [c for group in stored for c in group] if name == "msgraph" else stored
+            conversations[name] = json.loads(json.dumps(items, default=str))
+        with self._received_lock:
+            received = list(self._received)
+        return {"conversations": conversations, "received": received}
 
     def hold(self) -> None:
         """The ``slow`` trigger's pause; cut short by :meth:`stop`."""

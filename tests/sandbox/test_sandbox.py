@@ -674,3 +674,40 @@ def test_command_line_prints_the_urls_and_writes_credentials(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+# -- transport faults and introspection (used by `make faults`) ---------------------------------
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_reset_before_drops_the_connection_and_creates_nothing(sandbox, provider):
+    send, lookup = create_with(sandbox, provider, "reset-before")
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        send()
+    assert not lookup()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_reset_after_creates_then_drops_the_connection(sandbox, provider):
+    send, lookup = create_with(sandbox, provider, "reset-after")
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        send()
+    assert lookup()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_fail_once_answers_500_then_creates_the_same_body(sandbox, provider):
+    send, lookup = create_with(sandbox, provider, "fail-once")
+    assert send().status_code == 500
+    assert not lookup()
+    assert send().status_code in (200, 201, 202)
+    assert lookup()
+
+
+def test_state_lists_conversations_and_posts_received(sandbox):
+    send, _ = create_with(sandbox, "twilio", "reset-after")
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        send()
+    state = httpx.get(sandbox.url("mixin") + "/__sandbox__/state").json()
+    tag = [r for r in state["received"] if "resetafter" in r["body"].replace("-", "")][-1]
+    assert tag["api"] == "twilio" and tag["path"] == "/v1/ConversationWithParticipants"
+    assert any("reset-after" in (c["unique_name"] or "") for c in state["conversations"]["twilio"])
+    assert set(state["conversations"]) == set(PROVIDERS)
