@@ -78,10 +78,7 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 #: Misses already reported and owned elsewhere: (case, column) -> why. Shown in the table, not failing the run;
 #: delete an entry when its fix lands, so the case guards it from then on.
-KNOWN = {
-    ("double retry", "extra_created"): "the settle job also marks the original of a successful retry created "
-    "(its outcome was unknown and it shares the natural key), so two records claim one conversation",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 QUICK_CASES = ("timeout", "reset-after", "kill -9", "db killed", "double retry", "double submit")
 
 

@@ -18,6 +18,7 @@ from django.db.models import F
 from convadmin.audit.models import EventType
 from convadmin.audit.services import record
 from convadmin.credentials.crypto import SecretUnreadable
+from convadmin.jobs.durable import CONNECTION_LOST, save_durably
 from providers.base import Credential as ProviderCredential
 from providers.base import check_base_url
 from providers.http import Http
@@ -70,24 +71,48 @@ def provider_session(
     store = provider_credential.on_change
     cached = credential.provider_module.CACHED_SECRETS
 
+    unsaved: list[tuple[dict[str, str], str, dict[str, str]]] = []  # a rotation the database did not take
+
+    def write(secrets: dict[str, str], before: str, previous: dict[str, str]) -> None:
+        store(secrets)
+        if audit_rotation and credential.fingerprint != before:
+            changed = (k for k, v in secrets.items() if v != previous.get(k) and k not in cached)
+            record(
+                EventType.CREDENTIAL_TOKEN_ROTATED,
+                actor=acting_user,
+                target=credential,
+                ip=ip,
+                extra={
+                    "fields": sorted(changed),
+                    "fingerprint": {"old": before, "new": credential.fingerprint},
+                },
+            )
+
     def store_and_audit(secrets: dict[str, str]) -> None:
-        before = credential.fingerprint
-        with transaction.atomic():
-            store(secrets)
-            if audit_rotation and credential.fingerprint != before:
-                changed = (k for k, v in secrets.items() if v != provider_secrets.get(k) and k not in cached)
-                record(
-                    EventType.CREDENTIAL_TOKEN_ROTATED,
-                    actor=acting_user,
-                    target=credential,
-                    ip=ip,
-                    extra={
-                        "fields": sorted(changed),
-                        "fingerprint": {"old": before, "new": credential.fingerprint},
-                    },
-                )
+        # A rotated single-use token is spent at the provider: it must reach the database, connection or not.
+        args = (secrets, credential.fingerprint, dict(provider_secrets))
+        if connection.in_atomic_block:  # inside the refresh lock: its transaction; a loss is retried after it
+            try:
+                with transaction.atomic():
+                    write(*args)
+            except CONNECTION_LOST:
+                unsaved.append(args)
+                raise
+        else:
+            save_durably(lambda: write(*args))
         provider_secrets.clear()
         provider_secrets.update(secrets)
+
+    @contextmanager
+    def locked() -> Iterator[None]:
+        try:
+            with refresh_lock(credential, reload):
+                yield
+        except CONNECTION_LOST:
+            if unsaved:
+                connection.close()
+                save_durably(lambda: write(*unsaved.pop()))
+            raise
 
     def reload(secrets: dict[str, str]) -> None:
         provider_credential.secrets.clear()
@@ -95,7 +120,7 @@ def provider_session(
         provider_secrets.clear()
         provider_secrets.update(secrets)
 
-    provider_credential.lock = lambda: refresh_lock(credential, reload)
+    provider_credential.lock = locked
     provider_secrets = dict(provider_credential.secrets)
     provider_credential.on_change = store_and_audit if store else None
     with Http(

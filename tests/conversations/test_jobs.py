@@ -299,3 +299,58 @@ def test_already_exists_after_an_earlier_attempt_is_looked_up_not_reported_as_a_
     settled = services.run_create(conversation.pk)
     assert settled.status == Status.CREATED and settled.external_id == CH
     assert settled.lookup["result"] == "found"
+
+
+def test_a_look_up_the_provider_could_not_answer_is_tried_again_later(support, respx_mock):
+    respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").mock(side_effect=httpx.ReadTimeout("slow"))
+    lookup = respx_mock.get(f"{TWILIO}/v1/Conversations/order-9")
+    lookup.side_effect = [
+        httpx.Response(404, json={"code": 20404, "status": 404}),
+        httpx.ConnectError("down"),
+    ]
+    first = services.do_create_conversation(BODY, credential=twilio_credential(), acting_user=support)
+    Conversation.objects.filter(pk=first.pk).update(settle_after=timezone.now())
+    services.settle_conversations()
+    again = Conversation.objects.get(pk=first.pk)
+    assert again.outcome_unknown and again.settle_after > timezone.now()  # not given up after one failure
+
+
+def test_an_unexpected_error_after_sending_is_looked_up_again_later(support, respx_mock):
+    sent = respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        202, json=twilio_conversation()
+    )
+    conversation = make_pending(support)
+    with mock.patch("providers.twilio.raise_for_response", side_effect=RuntimeError("a bug after sending")):
+        settled = services.run_create(conversation.pk)
+    assert sent.call_count == 1
+    assert (
+        settled.error_code == "internal_error"
+        and settled.outcome_unknown
+        and settled.settle_after is not None
+    )
+
+
+def test_after_a_retry_only_the_retry_is_looked_up(support, respx_mock):
+    original = Conversation.objects.create(
+        provider="twilio",
+        credential=twilio_credential(),
+        created_by=support,
+        status=Status.FAILED,
+        outcome_unknown=True,
+        error_code="timeout",
+        settle_after=timezone.now(),
+        request_body=BODY,
+    )
+    respx_mock.get(f"{TWILIO}/v1/Conversations/order-9").respond(404, json={"code": 20404, "status": 404})
+    create = respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(
+        202, json=twilio_conversation()
+    )
+    respx_mock.get(f"{TWILIO}/v1/Conversations/{CH}").respond(200, json=twilio_conversation())
+    respx_mock.get(f"{TWILIO}/v1/Conversations/{CH}/Participants").respond(200, json=twilio_members("alice"))
+    retry = services.do_retry_conversation(original, acting_user=support)
+    assert retry.status == Status.CREATED and create.call_count == 1
+    services.settle_conversations()
+    original.refresh_from_db()
+    assert original.status == Status.FAILED and original.settle_after is None
+    with pytest.raises(services.ActionRefused, match=f"retried as record {retry.pk}"):
+        services.do_check_with_provider(original, acting_user=support)

@@ -168,3 +168,34 @@ def test_editing_the_label_keeps_a_refresh_token_rotated_meanwhile():
     stored = Credential.objects.get(pk=loaded.pk)
     assert stored.label == "graph renamed"
     assert stored.get_secrets()["refresh_token"] == "0.AXoA-rotated-by-a-create"
+
+
+def test_a_rotated_token_reaches_the_database_even_if_the_connection_drops(transactional_db):
+    from unittest import mock
+
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    from convadmin.audit.models import AuditEvent, EventType
+    from convadmin.credentials import calls
+    from tests.factories import CredentialFactory
+
+    credential = CredentialFactory()
+    real_update = QuerySet.update
+    failures = {"left": 2}
+
+    def flaky(self, **kwargs):
+        if "secret" in kwargs and failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_update(self, **kwargs)
+
+    with (
+        calls.provider_session(credential) as (provider_credential, _http),
+        mock.patch.object(QuerySet, "update", flaky),
+        mock.patch("time.sleep"),
+    ):
+        provider_credential.update_secrets(auth_token="rotated-token-value-0001")
+    credential.refresh_from_db()
+    assert credential.get_secrets()["auth_token"] == "rotated-token-value-0001"
+    assert AuditEvent.objects.filter(event_type=EventType.CREDENTIAL_TOKEN_ROTATED).count() == 1

@@ -16,6 +16,7 @@ from convadmin.conversations.models import Conversation, Status
 from convadmin.conversations.services.common import (
     ActionRefused,
     CallFailed,
+    Lookup,
     ValidationFailed,
     lease,
     logger,
@@ -26,6 +27,7 @@ from convadmin.conversations.services.create import (
     do_retry_conversation,
     in_flight,
     run_create,
+    settle_delay,
 )
 from convadmin.conversations.services.refresh import do_refresh_conversation, refresh_summary
 from convadmin.jobs.enqueue import enqueue_in_transaction
@@ -40,6 +42,8 @@ LABELS = {
 }
 #: A record left pending this long with its create job never started is run by the settle job itself.
 QUEUE_GRACE = timedelta(minutes=5)
+#: An unknown outcome the provider keeps failing to look up is left to a person after this long.
+GIVE_UP_AFTER = timedelta(days=1)
 
 
 def action_refusal(conversation: Conversation, action: str) -> str:
@@ -193,14 +197,22 @@ def settle_conversations(pk: int | None = None) -> list[dict[str, Any]]:
         ).update(action="create", attempts=Greatest(F("attempts"), 1))
         settled = run_create(conversation_pk)
         lines.append({"id": settled.pk, "action": "create", "result": settled.status})
-    due = records.filter(status=Status.FAILED, outcome_unknown=True, settle_after__lte=now)
+    due = records.filter(status=Status.FAILED, outcome_unknown=True, settle_after__lte=now).exclude(
+        retries__status__in=(Status.PENDING, Status.CREATED)
+    )
     for conversation in due.select_related("credential"):
         if in_flight(conversation) or busy(conversation):
             continue
+        conversation.credential.refresh_from_db()  # an earlier look-up of this run may have rotated its tokens
         try:
             settled = do_check_with_provider(conversation, acting_user=actor(None), ip=None)
         except (ActionRefused, CallFailed) as exc:
-            Conversation.objects.filter(pk=conversation.pk).update(settle_after=None)
+            # The provider could not answer: look again later, for a day; then a person checks at the provider.
+            result = Conversation.objects.get(pk=conversation.pk).lookup.get("result")
+            again = result == Lookup.ERROR and conversation.created_at > now - GIVE_UP_AFTER
+            Conversation.objects.filter(pk=conversation.pk).update(
+                settle_after=now + settle_delay() if again else None
+            )
             lines.append({"id": conversation.pk, "action": "check", "result": "unknown", "error": str(exc)})
             continue
         lines.append(

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,13 +13,13 @@ from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
 
 import providers
 from convadmin.conversations.models import Conversation, Status
 from convadmin.credentials import calls
 from convadmin.credentials.models import Credential
 from convadmin.exchanges.services import save_exchanges
+from convadmin.jobs.durable import save_durably  # noqa: F401 - the services save through it
 from providers.base import Credential as ProviderCredential
 from providers.base import FieldError, storable
 from providers.http import Http
@@ -189,24 +188,6 @@ class Session:
         save_exchanges(self.exchanges, credential=credential, conversation=conversation)
         if self.http:
             self.http = None  # saved once: a second store of the same session saves nothing
-
-
-def save_durably(write: Callable[[], Any], *, attempts: int = 4) -> Any:
-    """Run ``write`` in a durable transaction; if the database connection is lost (a restart, a failover,
-    a killed backend), reconnect and try again, so an outcome the provider already gave is not lost.
-    Raises the last error when the database stays away: the job fails, the record keeps its lease, and
-    the settle job looks it up later."""
-    for attempt in range(attempts):
-        try:
-            with transaction.atomic(durable=True):
-                return write()
-        except (OperationalError, InterfaceError):
-            if attempt == attempts - 1:
-                raise
-            logger.warning("Database unavailable while saving an outcome; reconnecting", exc_info=True)
-            connection.close()
-            time.sleep(0.5 * 2**attempt)
-    return None
 
 
 # --- advice after a failure -------------------------------------------------------------------------

@@ -96,6 +96,8 @@ def do_create_conversation(
             }
             if retry_of is not None:
                 extra["retry_of"] = retry_of.pk
+                # The retry carries the same key: only it is looked up from now on, never both records.
+                Conversation.objects.filter(pk=retry_of.pk).update(settle_after=None)
                 record(
                     EventType.CONVERSATION_RETRIED,
                     actor=acting_user,
@@ -314,7 +316,10 @@ def save_outcome(
             {"retry_after": error.retry_after} if error.retry_after is not None else {}
         )
         # An unknown outcome the look-up could not settle is looked up again later by the settle job.
-        unsettled = error.outcome_unknown and lookup.get("result") in (Lookup.NOT_FOUND, Lookup.ERROR)
+        unsettled = error.outcome_unknown and lookup.get("result") not in (
+            Lookup.AMBIGUOUS,
+            Lookup.IMPOSSIBLE,
+        )
         conversation.settle_after = now + settle_delay() if unsettled else None
         if lookup.get("result") == Lookup.NOT_FOUND and unsettled:
             conversation.lookup = {
@@ -406,6 +411,9 @@ def check_refusal(conversation: Conversation) -> str:
         return "Only a pending conversation, or one whose outcome is unknown, can be checked."
     if in_flight(conversation):
         return "This conversation is still being created; check again in a minute."
+    retry = conversation.retries.exclude(status=Status.FAILED).only("pk").first()
+    if retry is not None:
+        return f"This attempt was retried as record {retry.pk}, which carries the same key: check that one."
     if natural_key(conversation) is None:
         return (
             f"{conversation.provider_label} can look a conversation up only by its "
