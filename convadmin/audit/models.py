@@ -32,6 +32,9 @@ class EventType(models.TextChoices):
     CONVERSATIONS_EXPORTED = "conversations_exported", "Conversations exported"
     AUDIT_EXPORTED = "audit_exported", "Audit log exported"
     KEYS_ROTATED = "keys_rotated", "Encryption keys rotated"
+    TEMPLATE_SAVED = "template_saved", "Template saved"
+    TEMPLATE_RENAMED = "template_renamed", "Template renamed"
+    TEMPLATE_DELETED = "template_deleted", "Template deleted"
 
 
 class AppendOnlyQuerySet(models.QuerySet):
