@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "convadmin.audit",
     "convadmin.exchanges",
     "convadmin.credentials",
+    "convadmin.drafts",
     "convadmin.conversations",
     "django_tasks_db",
     "convadmin.jobs",

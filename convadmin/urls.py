@@ -12,6 +12,7 @@ urlpatterns = [
     path("users/", accounts.users, name="users"),
     path("users/<int:pk>/", accounts.user_change, name="user_change"),
     path("credentials/", include("convadmin.credentials.urls")),
+    path("conversations/templates/", include("convadmin.drafts.urls")),
     path("conversations/", include("convadmin.conversations.urls")),
     path("audit/", include("convadmin.audit.urls")),
     path("exports/", include("convadmin.exports.urls")),

@@ -128,6 +128,8 @@ curl_auth = bearer_curl_auth(
     "`az account get-access-token --resource-type ms-graph --query accessToken -o tsv`.",
 )
 PARTICIPANTS_PATH = "threads.0.posts.0.newParticipants"
+#: The thread's recipients (conversationThread ``toRecipients`` / ``ccRecipients``: recipient collections).
+RECIPIENT_KEYS = ("toRecipients", "ccRecipients")
 CONTENT_TYPES = ("text", "html")
 COMPUTED = ("id", "hasAttachments", "lastDeliveredDateTime", "preview", "uniqueSenders")
 MAX_PAGES = 20  # paging cap for lists (lookup, threads, posts)
@@ -526,7 +528,11 @@ def _unknown(mapping: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) 
 
 def validate_participant(row: Mapping[str, Any], index: int = 0) -> list[FieldError]:
     """One ``newParticipants`` entry: ``{"emailAddress": {"name"?: str, "address": e-mail}}``."""
-    prefix = f"{PARTICIPANTS_PATH}.{index}."
+    return _recipient_errors(row, f"{PARTICIPANTS_PATH}.{index}.")
+
+
+def _recipient_errors(row: Any, prefix: str) -> list[FieldError]:
+    """A Graph ``recipient`` (a participant, a To or Cc recipient) at ``prefix`` (ending in a dot)."""
     if not isinstance(row, Mapping):
         return [
             FieldError(prefix[:-1], 'Each participant is an object {"emailAddress": {"name", "address"}}.')
@@ -604,9 +610,13 @@ def _rules(body: Mapping[str, Any]) -> list[FieldError]:
     thread = threads[0]
     if not isinstance(thread, Mapping):
         return [*errors, FieldError("threads.0", 'The thread must be an object {"posts": [...]}.')]
-    errors += _unknown(thread, ("posts",), "threads.0.")
+    errors += _unknown(thread, ("posts", *RECIPIENT_KEYS), "threads.0.")
+    for key in RECIPIENT_KEYS:
+        if key in thread:
+            errors += _validate_recipients(thread[key], f"threads.0.{key}")
     posts = thread.get("posts")
     if not isinstance(posts, list) or len(posts) != 1:
+        # Microsoft documents one post when a conversation is created (later posts are replies).
         return [*errors, FieldError("threads.0.posts", "Give exactly one post in the thread.")]
     post = posts[0]
     if not isinstance(post, Mapping):
@@ -615,14 +625,45 @@ def _rules(body: Mapping[str, Any]) -> list[FieldError]:
             FieldError("threads.0.posts.0", 'The post must be an object {"body", "newParticipants"?}.'),
         ]
     errors += _unknown(
-        post, ("body", "newParticipants", "singleValueExtendedProperties"), "threads.0.posts.0."
+        post, ("body", "newParticipants", "categories", "singleValueExtendedProperties"), "threads.0.posts.0."
     )
+    if "categories" in post:
+        errors += _validate_categories(post["categories"])
     if "singleValueExtendedProperties" in post:
         errors += _validate_marker(post["singleValueExtendedProperties"])
     errors += _validate_post_body(post.get("body"))
     if "newParticipants" in post:
         errors += _validate_participants(post["newParticipants"])
     return errors
+
+
+def _validate_recipients(rows: Any, path: str) -> list[FieldError]:
+    """A thread's ``toRecipients`` or ``ccRecipients``: a list of recipients like the participants."""
+    if not isinstance(rows, list):
+        return [
+            FieldError(
+                path, f'{path.rpartition(".")[2]} must be a list of {{"emailAddress": {{…}}}} objects.'
+            )
+        ]
+    if len(rows) > MAX_PARTICIPANTS:
+        return [
+            FieldError(
+                path, f"At most {MAX_PARTICIPANTS} recipients ({len(rows)} given): a limit of this tool."
+            )
+        ]
+    return [error for index, row in enumerate(rows) for error in _recipient_errors(row, f"{path}.{index}.")]
+
+
+def _validate_categories(categories: Any) -> list[FieldError]:
+    """The post's ``categories``: a list of category names (text)."""
+    path = "threads.0.posts.0.categories"
+    if not isinstance(categories, list):
+        return [FieldError(path, 'categories must be a list of names, e.g. ["Red category"].')]
+    return [
+        FieldError(f"{path}.{index}", "A category is a non-empty name (text).")
+        for index, name in enumerate(categories)
+        if not isinstance(name, str) or not name.strip()
+    ]
 
 
 def _validate_marker(properties: Any) -> list[FieldError]:

@@ -10,7 +10,9 @@ Where older write-ups of this call and the real API differ, this module follows 
 reference: API keys work as well
 as the Auth Token; participant JSON uses snake_case keys with a nested ``messaging_binding``, one
 repeated form field each; ``closed`` is refused at creation; timers need ``State``; 201 (no
-participants) and 202 (participants being added) are both success.
+participants) and 202 (participants being added) are both success. ``X-Twilio-Webhook-Enabled`` ("true" or
+"false") is an HTTP header of the call, not a form field: a body may carry it under that name and
+:func:`build_request` sends it as the header.
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ SCALAR_KEYS = (
     "Bindings.Email.Address",
     "Bindings.Email.Name",
 )
-BODY_KEYS = (*SCALAR_KEYS, PARTICIPANTS_PATH)
+#: Not a form field: sent as the request header of that name (Twilio's reference lists it with the parameters).
+WEBHOOK_HEADER = "X-Twilio-Webhook-Enabled"
+BODY_KEYS = (*SCALAR_KEYS, PARTICIPANTS_PATH, WEBHOOK_HEADER)
 PARTICIPANT_KEYS = ("identity", "messaging_binding", "attributes", "role_sid")
 BINDING_KEYS = ("address", "proxy_address", "projected_address")
 #: A participant row's form names (``role_sid`` has no input but survives "duplicate as new").
@@ -737,6 +741,11 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
                 else f"{key} must be text.",
             )
     errors += _scalar_errors({k: v for k, v in values.items() if _present(v)})
+    webhook = body.get(WEBHOOK_HEADER)
+    if _present(webhook) and _webhook_value(webhook) is None:
+        add(
+            WEBHOOK_HEADER, f"{WEBHOOK_HEADER} must be true or false (whether this call fires your webhooks)."
+        )
 
     rows = body.get(PARTICIPANTS_PATH)
     if rows is not None and not isinstance(rows, list):
@@ -787,6 +796,15 @@ def validate(body: Mapping[str, Any], credential: Credential | None = None) -> l
 # --- body helpers ----------------------------------------------------------------------------------
 
 
+def _webhook_value(value: Any) -> str | None:
+    """``"true"`` or ``"false"`` for a JSON boolean or that text (any case); None for anything else."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower()
+    return None
+
+
 def _wire_participant(row: Mapping[str, Any]) -> dict[str, Any]:
     """A participant in the order and form sent: identity, messaging_binding, attributes (string), role_sid."""
     out: dict[str, Any] = {}
@@ -834,6 +852,9 @@ def prepare(body: Mapping[str, Any], credential: Credential, key: str | None = N
     rows = body.get(PARTICIPANTS_PATH)
     if rows:
         prepared[PARTICIPANTS_PATH] = [_wire_participant(row) for row in rows]
+    webhook = _webhook_value(body.get(WEBHOOK_HEADER))
+    if webhook:
+        prepared[WEBHOOK_HEADER] = webhook
     return prepared
 
 
@@ -898,6 +919,9 @@ def build_request(body: Mapping[str, Any], credential: Credential) -> httpx.Requ
     for row in body.get(PARTICIPANTS_PATH) or []:
         pairs.append((PARTICIPANTS_PATH, _compact(_wire_participant(row))))
     headers = _headers(credential) | {"Content-Type": "application/x-www-form-urlencoded"}
+    webhook = _webhook_value(body.get(WEBHOOK_HEADER))
+    if webhook:
+        headers[WEBHOOK_HEADER] = webhook
     content = urlencode(pairs, quote_via=quote).encode()
     return httpx.Request(
         "POST", f"{_scope(credential)}/ConversationWithParticipants", headers=headers, content=content

@@ -22,6 +22,7 @@ ALLOWED = {
     "convadmin.audit": ("convadmin.accounts.roles", "convadmin.lists"),
     "convadmin.exchanges": (),
     "convadmin.cli": (),  # command-line input and database checks, below every app
+    "convadmin.drafts": ("convadmin.accounts", "convadmin.audit", "convadmin.credentials"),
     "convadmin.credentials": (
         "convadmin.cli",
         "convadmin.accounts",

@@ -33,6 +33,9 @@ class EventType(models.TextChoices):
     AUDIT_EXPORTED = "audit_exported", "Audit log exported"
     EXPORT_DOWNLOADED = "export_downloaded", "Export downloaded"
     KEYS_ROTATED = "keys_rotated", "Encryption keys rotated"
+    TEMPLATE_SAVED = "template_saved", "Template saved"
+    TEMPLATE_RENAMED = "template_renamed", "Template renamed"
+    TEMPLATE_DELETED = "template_deleted", "Template deleted"
 
 
 class AppendOnlyQuerySet(models.QuerySet):

@@ -6,6 +6,7 @@ from convadmin.conversations import record_views, views
 urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("new/validate/", views.validate_field, name="conversation_validate_field"),
+    path("new/validate-json/", views.validate_json, name="conversation_validate_json"),
     path("new/rows/add/", views.add_row, name="conversation_add_row"),
     path("new/rows/remove/", views.remove_row, name="conversation_remove_row"),
     path("new/", views.new_conversation, name="conversation_new"),

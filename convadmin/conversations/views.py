@@ -10,6 +10,7 @@ first record comes back), another body is refused until "Create another like thi
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from convadmin.conversations import services
 from convadmin.conversations.models import Conversation, Status
 from convadmin.credentials.forms import place_errors
 from convadmin.credentials.models import Credential
+from convadmin.drafts import services as drafts
 from convadmin.lists.views import fragment_or_page
 from providers.base import dig
 
@@ -85,6 +87,10 @@ class Page:
     result: Conversation | None = None
     refused: Conversation | None = None
     confirm_empty: bool = False
+    json_mode: bool = False  # "Edit as JSON": the body as text instead of the form
+    json_text: str = ""
+    json_errors: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (path, label, messages)
+    template_error: str = ""
 
     @property
     def module(self) -> Any:
@@ -225,8 +231,14 @@ def _body(page: Page, fields: dict[str, str], rows: list[dict[str, str]]) -> tup
 
 
 def _apply_errors(page: Page, errors: dict[str, list[str]], row_of: list[int]) -> None:
-    """Put each error at the input that caused it: body field, participant field, or a box."""
+    """Put each error at the input that caused it: body field, participant field, or a box (in JSON
+    mode: a list under the text, by JSON path)."""
     module = page.module
+    if page.json_mode:
+        page.json_errors = [
+            (where, _path_label(page, where), messages_) for where, messages_ in errors.items()
+        ]
+        return
     path = module.PARTICIPANTS_PATH
     left = list(errors.items())
     if page.body_form is not None:
@@ -272,19 +284,27 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
             retarget(response, "#builder")
             reswap(response, "innerHTML")
         return response
+    page.idempotency_key = _key(data.get("idempotency_key"))
+    if data.get("mode") == "json":
+        return _json_action(request, page, data)
     fields, rows = _posted(page, data)
     if "_add_row" in data or "_remove_row" in data:  # without JavaScript: the whole form again
         kept, added = _edit_rows(page, data, add="_add_row" in data)
         rows = [values for _, values in kept] + [{}] * added
-    page.idempotency_key = _key(data.get("idempotency_key"))
     _build_forms(page, fields, rows, bound=True)
     if "_add_row" in data or "_remove_row" in data:
         return _render(request, page, "step2")
-    if "_preview" in data:
-        return _preview(request, page, fields, rows)
     if "_another" in data:
         return _another(request, page, fields, rows)
-    return _submit(request, page, fields, rows)
+    body, row_of = _body(page, fields, rows)
+    if "_json_mode" in data:  # "Edit as JSON": the body this form would send, as text
+        _to_json(page, body)
+        return _render(request, page, "step2")
+    if "_save_template" in data:
+        return _save_template(request, page, body)
+    if "_preview" in data:
+        return _preview(request, page, body, row_of)
+    return _submit(request, page, body, row_of)
 
 
 def _key(value: str | None) -> str:
@@ -298,6 +318,9 @@ def _show(request: HttpRequest) -> HttpResponse:
     source = request.GET.get("from")
     if source:
         return _duplicate(request, source)
+    template = request.GET.get("template")
+    if template:
+        return _from_template(request, template)
     page = _choose(request.GET.get("provider", ""), request.GET.get("credential"))
     if page.credential is not None:
         page.idempotency_key = str(uuid.uuid4())
@@ -314,15 +337,46 @@ def _duplicate(request: HttpRequest, source: str) -> HttpResponse:
         raise Http404("No such conversation.")
     original = get_object_or_404(Conversation.objects.select_related("credential"), pk=source)
     page = _choose(original.provider, None if original.credential.disabled else str(original.credential_id))
-    fields, rows = page.module.fields_from_body(original.request_body or {})
-    for name, setting in page.module.SETTING_DEFAULTS.items():
+    notice = f"Copied from conversation {original.pk}."
+    return _fill(
+        request, page, original.request_body or {}, notice, " Its credential is disabled: choose another one."
+    )
+
+
+def _from_template(request: HttpRequest, source: str) -> HttpResponse:
+    """ "Start from template": its fields on the form, as "Duplicate as new" fills them."""
+    if not source.isdigit():
+        raise Http404("No such template.")
+    template = get_object_or_404(drafts.usable_templates(request.user), pk=source)
+    credential = template.credential
+    usable = credential is not None and not credential.disabled and credential.provider == template.provider
+    page = _choose(template.provider, str(credential.pk) if usable and credential else None)
+    notice = f"From template “{template.name}”."
+    if not usable and page.credential is not None:
+        notice += f" Its credential is disabled or gone: “{page.credential.label}” is used instead."
+    return _fill(request, page, template.body, notice, " Its credential is disabled or gone: choose one.")
+
+
+def _fill(
+    request: HttpRequest, page: Page, body: dict[str, Any], notice: str, no_credential: str
+) -> HttpResponse:
+    """The builder filled from a body (a record's or a template's): ids each conversation needs its own and
+    the credential's defaults left empty; a body with keys the form cannot show opens as JSON."""
+    module = page.module
+    fields, rows = module.fields_from_body(body)
+    hidden = _unshown(page, body, fields, rows)
+    for name, setting in module.SETTING_DEFAULTS.items():
         if page.credential and fields.get(name) == page.credential.settings.get(setting):
             fields.pop(name)  # the credential's default: leave the input empty so it follows the credential
-    page.notice = f"Copied from conversation {original.pk}." + _clear_unique(page, fields)
+    page.notice = notice + _clear_unique(page, fields)
     if page.credential is None:
-        page.notice += " Its credential is disabled: choose another one."
+        page.notice += no_credential
         return _render(request, page, "builder")
     page.idempotency_key = str(uuid.uuid4())
+    if hidden:
+        _to_json(page, {key: value for key, value in body.items() if key not in module.NOT_DUPLICATED})
+        page.notice += f" It has fields the form cannot show ({', '.join(hidden)}), so it opens as JSON."
+        return _render(request, page, "builder")
     if not rows and page.has_participants:
         rows = [{}]
     _build_forms(page, fields, rows, bound=False)
@@ -464,20 +518,22 @@ def remove_row(request: HttpRequest, page: Page) -> HttpResponse:
     return render(request, f"{TEMPLATE}#row_removed", context)
 
 
-def _preview(
-    request: HttpRequest, page: Page, fields: dict[str, str], rows: list[dict[str, str]]
-) -> HttpResponse:
-    body, row_of = _body(page, fields, rows)
+def _step2(request: HttpRequest, page: Page) -> HttpResponse:
+    """The whole conversation form again, whichever part of it the button targeted."""
+    response = _render(request, page, "step2")
+    if request.htmx:
+        retarget(response, "#step2")
+        reswap(response, "innerHTML")
+    return response
+
+
+def _preview(request: HttpRequest, page: Page, body: dict[str, Any], row_of: list[int]) -> HttpResponse:
     assert page.credential is not None
     try:
         page.preview = services.preview_request(body, page.credential, key=page.idempotency_key)
     except services.ValidationFailed as exc:
         _apply_errors(page, exc.errors, row_of)
-        response = _render(request, page, "step2")
-        if request.htmx:
-            retarget(response, "#step2")
-            reswap(response, "innerHTML")
-        return response
+        return _step2(request, page)
     except services.CallFailed as exc:
         page.preview_error = str(exc)
     # A valid form: the summary and boxes of an earlier attempt go (htmx swaps only the preview).
@@ -500,10 +556,7 @@ def _another(
     return _render(request, page, "step2")
 
 
-def _submit(
-    request: HttpRequest, page: Page, fields: dict[str, str], rows: list[dict[str, str]]
-) -> HttpResponse:
-    body, row_of = _body(page, fields, rows)
+def _submit(request: HttpRequest, page: Page, body: dict[str, Any], row_of: list[int]) -> HttpResponse:
     assert page.credential is not None
     if (
         "_confirm_empty" not in request.POST
@@ -573,3 +626,142 @@ def create_status(request: HttpRequest, pk: int) -> HttpResponse:
             uuid.uuid4()
         )  # the failed attempt spent the form's key: a corrected form sends anew
     return render(request, f"{TEMPLATE}#result", context)
+
+
+# --- saved templates ----------------------------------------------------------------------------
+
+
+def _save_template(request: HttpRequest, page: Page, body: dict[str, Any]) -> HttpResponse:
+    """ "Save as template": the body the form (or the JSON) would send, valid or not, never a secret."""
+    try:
+        template = drafts.do_save_template(
+            request.POST.get("template_name", ""),
+            provider=page.provider,
+            credential=page.credential,
+            body=body,
+            shared=bool(request.POST.get("template_shared")),
+            acting_user=request.user,
+            ip=client_ip(request),
+        )
+    except drafts.TemplateRefused as exc:
+        page.template_error = str(exc)
+    else:
+        who = "everyone who creates conversations" if template.shared else "you only"
+        page.notice = f"Saved as template “{template.name}” (visible to {who})."
+    return _step2(request, page)
+
+
+# --- "Edit as JSON" -------------------------------------------------------------------------------
+
+
+def _to_json(page: Page, body: dict[str, Any]) -> None:
+    page.json_mode = True
+    page.json_text = json.dumps(body, indent=2, ensure_ascii=False)
+
+
+def _parse_json(text: str) -> tuple[dict[str, Any], str]:
+    """The typed body and "" when it is a JSON object, else ``{}`` and what is wrong with it."""
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+    except RecursionError:
+        return {}, "Not valid JSON: nested too deep."
+    if not isinstance(body, dict):
+        return {}, "The body must be a JSON object: { … }."
+    return body, ""
+
+
+def _leaves(value: Any, prefix: str = "") -> list[str]:
+    """The dotted path of every filled-in value in ``value`` (list items by index)."""
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return [prefix] if prefix and value not in (None, "") else []
+    return [leaf for key, item in items for leaf in _leaves(item, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def _unshown(
+    page: Page, body: dict[str, Any], fields: dict[str, str], rows: list[dict[str, str]]
+) -> list[str]:
+    """The paths of ``body`` the form has no input for (``fields_from_body`` may return more keys than
+    the form shows: those would be lost on the next post)."""
+    module = page.module
+    names = {spec.name for spec in module.BODY_FIELDS}
+    row_names = {spec.name for spec in module.PARTICIPANT_FIELDS}
+    shown_fields = {name: value for name, value in fields.items() if name in names}
+    shown_rows = [{name: value for name, value in row.items() if name in row_names} for row in rows]
+    shown = _leaves(module.body_from_fields(shown_fields, shown_rows))
+    return [path for path in _leaves(body) if not any(path == s or path.startswith(f"{s}.") for s in shown)]
+
+
+def _path_label(page: Page, path: str) -> str:
+    """The form's label for an error path ("Participant 2, Address"), or "" where the form has none."""
+    module = page.module
+    labels = {spec.name: spec.label for spec in module.BODY_FIELDS}
+    if path in labels:
+        return labels[path]
+    where = module.PARTICIPANTS_PATH
+    if where and path.startswith(f"{where}."):
+        position, _, sub = path[len(where) + 1 :].partition(".")
+        if position.isdigit():
+            row_labels = {spec.name: spec.label for spec in module.PARTICIPANT_FIELDS}
+            number = f"Participant {int(position) + 1}"
+            return f"{number}, {row_labels[sub]}" if sub in row_labels else number
+    return ""
+
+
+def _json_action(request: HttpRequest, page: Page, data: QueryDict) -> HttpResponse:
+    """A button pressed in JSON mode: back to the form, save as template, preview, another, or create."""
+    page.json_mode = True
+    page.json_text = data.get("body_json", "")
+    body, problem = _parse_json(page.json_text)
+    if problem:
+        page.json_errors = [("", "", [problem])]
+        return _step2(request, page)
+    if "_form_mode" in data:
+        return _back_to_form(request, page, body)
+    if "_save_template" in data:
+        return _save_template(request, page, body)
+    if "_another" in data:
+        page.idempotency_key = str(uuid.uuid4())
+        cleared = [key for key in page.module.NOT_DUPLICATED if body.pop(key, None) not in (None, "")]
+        page.notice = "A new conversation with the same body: change what differs, then create." + (
+            f" Cleared, as each conversation needs its own: {', '.join(cleared)}." if cleared else ""
+        )
+        _to_json(page, body)
+        return _step2(request, page)
+    if "_preview" in data:
+        return _preview(request, page, body, [])
+    return _submit(request, page, body, [])
+
+
+def _back_to_form(request: HttpRequest, page: Page, body: dict[str, Any]) -> HttpResponse:
+    """ "Back to the form": the JSON's values in the inputs; keys the form cannot show are named."""
+    page.json_mode = False
+    fields, rows = page.module.fields_from_body(body)
+    hidden = _unshown(page, body, fields, rows)
+    if not rows and page.has_participants:
+        rows = [{}]
+    _build_forms(page, fields, rows, bound=False)
+    if hidden:
+        page.notice = (
+            f"The form cannot show {', '.join(hidden)}, so they were left out: the form will not send them. "
+            "Only “Edit as JSON” can send them: switch back and add them there."
+        )
+    return _step2(request, page)
+
+
+@builder_action
+def validate_json(request: HttpRequest, page: Page) -> HttpResponse:
+    """The JSON as typed, checked by the provider's rules: the list of errors by JSON path."""
+    page.json_mode = True
+    body, problem = _parse_json(request.POST.get("body_json", ""))
+    if problem:
+        page.json_errors = [("", "", [problem])]
+    else:
+        assert page.credential is not None
+        _apply_errors(page, services.validate_body(body, page.credential), [])
+    return render(request, f"{TEMPLATE}#json_errors", page.context(request, checked=True))
