@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "convadmin.exchanges",
     "convadmin.credentials",
     "convadmin.conversations",
+    "convadmin.bulk",
     "django_tasks_db",
     "convadmin.jobs",
 ]

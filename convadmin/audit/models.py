@@ -32,6 +32,12 @@ class EventType(models.TextChoices):
     CONVERSATIONS_EXPORTED = "conversations_exported", "Conversations exported"
     AUDIT_EXPORTED = "audit_exported", "Audit log exported"
     KEYS_ROTATED = "keys_rotated", "Encryption keys rotated"
+    BATCH_UPLOADED = "batch_uploaded", "Bulk file uploaded"
+    BATCH_STARTED = "batch_started", "Bulk create started"
+    BATCH_PAUSED = "batch_paused", "Bulk create paused"
+    BATCH_RESUMED = "batch_resumed", "Bulk create resumed"
+    BATCH_CANCELLED = "batch_cancelled", "Bulk create cancelled"
+    BATCH_FINISHED = "batch_finished", "Bulk create finished"
 
 
 class AppendOnlyQuerySet(models.QuerySet):
