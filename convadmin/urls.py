@@ -13,5 +13,6 @@ urlpatterns = [
     path("users/<int:pk>/", accounts.user_change, name="user_change"),
     path("credentials/", include("convadmin.credentials.urls")),
     path("conversations/", include("convadmin.conversations.urls")),
+    path("bulk/", include("convadmin.bulk.urls")),
     path("audit/", include("convadmin.audit.urls")),
 ]

@@ -204,10 +204,8 @@ def check_header(header: list[str], provider: str) -> None:
 # --- judging ------------------------------------------------------------------------------------------
 
 
-def _placement(provider: str, path: str, groups: list[int]) -> str:
+def _placement(base: str | None, path: str, groups: list[int]) -> str:
     """The column an error path lands on (``participants.0.user_id`` → ``participant1.user_id``)."""
-    module = providers.get(provider)
-    base = module.PARTICIPANTS_PATH
     if base and path.startswith(base + "."):
         index, _, sub = path[len(base) + 1 :].partition(".")
         if index.isdigit() and int(index) < len(groups):
@@ -250,7 +248,7 @@ def judge(
         row.body = module.body_from_fields(fields, participants)
         if not row.errors:
             for error in module.validate(row.body, public):
-                column = _placement(provider, error.path, groups)
+                column = _placement(module.PARTICIPANTS_PATH, error.path, groups)
                 row.errors.append(_error(names, column, error.message, values.get(column, "")))
         if not row.errors and module.NATURAL_KEY:
             prepared = module.prepare(row.body, public, key=str(row.key))
