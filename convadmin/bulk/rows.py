@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models.fields.json import KT
-
 import providers
 from convadmin.conversations.models import Conversation, Status
 from convadmin.conversations.services.common import public_credential
@@ -288,9 +286,8 @@ def _flag_duplicates(provider: str, credential: Credential, rows: list[Row]) -> 
     for start in range(0, len(keys), 2000):  # one query per 2,000 keys (SQLite's parameter limit)
         existing.update(
             Conversation.objects.filter(credential=credential, status__in=[Status.CREATED, Status.PENDING])
-            .annotate(natural=KT(f"request_body__{key_name}"))
-            .filter(natural__in=keys[start : start + 2000])
-            .values_list("natural", "pk")
+            .filter(**{f"request_body__{key_name}__in": keys[start : start + 2000]})
+            .values_list(f"request_body__{key_name}", "pk")
         )
     for row in rows:
         if row.natural_key in existing and not row.duplicate:
