@@ -11,7 +11,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 import providers
 from convadmin.accounts.roles import CREATORS, role_required
@@ -46,6 +46,7 @@ class UploadForm(forms.Form):
 
 
 @role_required(CREATORS)
+@require_http_methods(["GET", "HEAD", "POST"])
 def bulk_index(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
@@ -76,8 +77,8 @@ def bulk_index(request: HttpRequest) -> HttpResponse:
     return render(request, "bulk/index.html", {"form": form, "batches": batches, "templates": templates})
 
 
-@require_safe
 @role_required(CREATORS)
+@require_safe
 def bulk_template(request: HttpRequest, provider: str, fmt: str) -> HttpResponse:
     if provider not in providers.NAMES or fmt not in ("csv", "xlsx"):
         raise Http404("No such template.")
@@ -122,8 +123,8 @@ def progress(batch: Batch) -> dict[str, Any]:
     }
 
 
-@require_safe
 @role_required(CREATORS)
+@require_safe
 def bulk_batch(request: HttpRequest, pk: int) -> HttpResponse:
     batch = _batch(pk)
     status = request.GET.get("status", "")
@@ -141,8 +142,8 @@ def bulk_batch(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, fragment_or_page(request, TEMPLATE, "progress"), context)
 
 
-@require_POST
 @role_required(CREATORS)
+@require_POST
 def bulk_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     batch = _batch(pk)
     do = {
@@ -164,8 +165,8 @@ def bulk_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 HEADER = ["row", "status", "column", "field", "message", "value", "record", "external_id", "provider_error"]
 
 
-@require_safe
 @role_required(CREATORS)
+@require_safe
 def bulk_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """Every row (one line per problem) with its outcome; cells a spreadsheet would run are quoted."""
     batch = _batch(pk)

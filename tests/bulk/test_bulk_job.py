@@ -133,3 +133,17 @@ def test_a_row_already_created_is_flagged_as_a_duplicate():
     report = validate_file("rows.csv", b"FriendlyName,UniqueName\nA,a-1\nB,b-1\n", credential)
     assert [row.status for row in report.rows] == ["duplicate", "ready"]
     assert "already has this" in report.rows[0].errors[0]["message"]
+
+
+def test_a_running_batch_whose_worker_stopped_can_be_resumed(settings, support_client):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    batch = draft("FriendlyName\nA\n")
+    services.do_start_batch(batch, acting_user=batch.created_by)
+    with pytest.raises(services.BatchRefused):
+        services.do_resume_batch(batch, acting_user=batch.created_by)
+    Batch.objects.filter(pk=batch.pk).update(heartbeat=timezone.now() - services.STALE_AFTER * 2)
+    page = support_client.get(f"/bulk/{batch.pk}/").content.decode()
+    assert "its worker was lost" in page and "Resume" in page
+    batch.refresh_from_db()
+    services.do_resume_batch(batch, acting_user=batch.created_by)
+    assert Batch.objects.get().heartbeat > timezone.now() - services.STALE_AFTER
