@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "convadmin.credentials",
     "convadmin.drafts",
     "convadmin.conversations",
+    "convadmin.bulk",
     "django_tasks_db",
     "convadmin.jobs",
     "convadmin.exports",

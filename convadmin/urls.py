@@ -14,6 +14,7 @@ urlpatterns = [
     path("credentials/", include("convadmin.credentials.urls")),
     path("conversations/templates/", include("convadmin.drafts.urls")),
     path("conversations/", include("convadmin.conversations.urls")),
+    path("bulk/", include("convadmin.bulk.urls")),
     path("audit/", include("convadmin.audit.urls")),
     path("exports/", include("convadmin.exports.urls")),
 ]

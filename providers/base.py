@@ -206,6 +206,9 @@ class Provider(Protocol):
     KEYSTORE_UPLOAD: bool  # the credential comes as a file the provider's console downloads
     PREVIEW_HINT: str  # one sentence shown under the request preview
     UNTITLED: str  # a record without a name is called this ("{participant}": its first participant); "": no
+    BULK_LIMIT: tuple[
+        int, float
+    ]  # bulk create's default pace: at most N creates per S seconds per credential
 
     def curl_auth(self, settings: Mapping[str, Any]) -> tuple[str, str]: ...
 
@@ -257,6 +260,7 @@ HOOK_DEFAULTS: dict[str, Any] = {
     "KEYSTORE_UPLOAD": False,
     "PREVIEW_HINT": "",
     "UNTITLED": "",
+    "BULK_LIMIT": (10, 1.0),
     "curl_auth": bearer_curl_auth("TOKEN", "the credential's token."),
 }
 

@@ -47,6 +47,7 @@ DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 URL_HOSTS = {"base_url": ("services.leadconnectorhq.com",)}
 #: Hooks the Django layer asks (see providers.base.Provider).
 NATURAL_KEY = "contactId"
+BULK_LIMIT = (100, 10.0)  # the documented burst limit: 100 requests per 10 s per location
 KEY_IS_UNIQUE = True  # one conversation per contact: a second create is refused ("already exists!")
 SETTING_DEFAULTS = {"locationId": "location_id"}
 PARTICIPANT_IDENTITY = ("contactId",)

@@ -58,6 +58,7 @@ TOKEN_LIFETIME = 300  # seconds: outlives a slow request, short enough to be use
 MAX_PARTICIPANTS = 256
 #: Hooks the Django layer asks (see providers.base.Provider).
 NATURAL_KEY = "conversation_id"
+BULK_LIMIT = (10, 1.0)  # no limit is documented: a cautious 10 a second
 KEY_IS_UNIQUE = True  # the id is ours: a second create with it returns the existing conversation
 NOT_DUPLICATED = ("conversation_id",)
 GENERATED = ("random_id",)

@@ -59,6 +59,7 @@ PARTICIPANTS_PATH = "Participant"
 MAX_PARTICIPANTS = 10
 #: Hooks the Django layer asks (see providers.base.Provider).
 NATURAL_KEY = "UniqueName"
+BULK_LIMIT = (10, 1.0)  # 20429 "too many concurrent requests": a cautious 10 a second
 KEY_IS_UNIQUE = True  # a second create with the same UniqueName is refused (error 50353)
 DUPLICATE_CODES = ("50353",)
 KEY_PREFIX = "convadmin-"  # UniqueName filled by prepare(key=…) when the body has none

@@ -36,6 +36,12 @@ class EventType(models.TextChoices):
     TEMPLATE_SAVED = "template_saved", "Template saved"
     TEMPLATE_RENAMED = "template_renamed", "Template renamed"
     TEMPLATE_DELETED = "template_deleted", "Template deleted"
+    BATCH_UPLOADED = "batch_uploaded", "Bulk file uploaded"
+    BATCH_STARTED = "batch_started", "Bulk create started"
+    BATCH_PAUSED = "batch_paused", "Bulk create paused"
+    BATCH_RESUMED = "batch_resumed", "Bulk create resumed"
+    BATCH_CANCELLED = "batch_cancelled", "Bulk create cancelled"
+    BATCH_FINISHED = "batch_finished", "Bulk create finished"
 
 
 class AppendOnlyQuerySet(models.QuerySet):

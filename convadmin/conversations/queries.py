@@ -59,11 +59,14 @@ class ConversationFilterForm(FilterForm):
         label="Created by",
         widget=QuickSelect,
     )
+    batch = forms.IntegerField(
+        label="Batch", required=False, min_value=1, help_text="A bulk create's number."
+    )
     since = forms.DateField(label="From", required=False, widget=date_input())
     until = forms.DateField(label="To", required=False, widget=date_input())
     size = page_size_field()
 
-    FILTERS = ("q", "provider", "status", "credential", "creator", "since", "until")
+    FILTERS = ("q", "provider", "status", "credential", "creator", "batch", "since", "until")
     SEARCHES = ("q",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -92,6 +95,8 @@ def filter_conversations(qs: QuerySet[Conversation], filters: Mapping[str, Any])
         qs = qs.filter(credential=filters["credential"])
     if filters.get("creator"):
         qs = qs.filter(created_by=filters["creator"])
+    if filters.get("batch"):
+        qs = qs.filter(batch=filters["batch"])
     qs = qs.filter(date_range("created_at", filters.get("since"), filters.get("until")))
     if text := (filters.get("q") or "").strip():
         # search_text holds the lower-cased name, external id and participants, so one LIKE on it covers

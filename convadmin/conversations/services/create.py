@@ -54,6 +54,7 @@ def do_create_conversation(
     retry_of: Conversation | None = None,
     ip: str | None = None,
     wait: bool = False,
+    batch: Any = None,
 ) -> Conversation:
     """Validate, then save the record as pending and its create job in one transaction.
 
@@ -88,12 +89,15 @@ def do_create_conversation(
                 request_body=storable(prepared),
                 idempotency_key=key,
                 retry_of=retry_of,
+                batch=batch,
             )
             extra = {
                 "provider": credential.provider,
                 "credential": credential.label,
                 "participants": len(summary.participants),
             }
+            if batch is not None:
+                extra["batch"] = batch.pk
             if retry_of is not None:
                 extra["retry_of"] = retry_of.pk
                 # The retry carries the same key: only it is looked up from now on, never both records.

@@ -1,0 +1,88 @@
+"""Issue 13, Bulk create: template download → upload with errors → report → fix → send → progress → results export."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from playwright.sync_api import expect
+
+from convadmin.bulk import services
+from convadmin.bulk.models import Batch
+from convadmin.credentials.services import parse
+from tests.browser.conftest import log_in, screenshot
+from tests.factories import CredentialFactory, UserFactory
+
+PASSWORD = "correct horse battery"  # UserFactory's
+
+
+def test_support_uploads_fixes_sends_and_exports_a_bulk_file(page, sandbox, tmp_path, settings):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}  # the job runs when we say
+    UserFactory(username="sam-support", role="Support")
+    parsed = parse("twilio", sandbox.credentials()["twilio"])
+    CredentialFactory(provider="twilio", label="Twilio QA", settings=parsed.settings, secrets=parsed.secrets)
+
+    log_in(page, "sam-support", PASSWORD)
+    page.get_by_role("link", name="Bulk create").first.click()
+    expect(page.get_by_role("heading", name="Bulk create")).to_be_visible()
+
+    # The Twilio template: its columns are the provider's fields.
+    with page.expect_download() as download:
+        page.get_by_role("row", name="Twilio Conversations").get_by_role("link", name="CSV").click()
+    header = next(csv.reader(io.StringIO(download.value.path().read_text())))
+    assert header[:2] == ["FriendlyName", "UniqueName"]
+
+    def upload(rows: list[dict[str, str]], name: str) -> None:
+        path = tmp_path / name
+        with path.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+        page.get_by_label("Credential").select_option(label="Twilio QA (Twilio Conversations)")
+        page.get_by_label("File").set_input_files(str(path))
+        page.get_by_role("button", name="Check the file").click()
+
+    rows = [
+        {"FriendlyName": "Order 1", "UniqueName": "bulk-order-1", "participant1.identity": "agent-1"},
+        {"FriendlyName": "Order 2", "UniqueName": "bulk-order-2", "State": "closed"},
+        {"FriendlyName": "Order 3", "UniqueName": "bulk-order-1"},
+    ]
+    upload(rows, "orders.csv")
+    expect(page.locator("#summary")).to_have_text("1 ready, 2 with errors")
+    table = page.locator("#rows")
+    expect(table.get_by_role("row").filter(has_text="closed")).to_contain_text("State")
+    expect(table).to_contain_text("Row 2 creates the same conversation")
+    screenshot(page, "bulk-report")
+
+    # Fix the file and upload it again: every row is ready.
+    page.get_by_role("link", name="Fix the file and upload again").click()
+    rows[1]["State"] = ""
+    rows[2]["UniqueName"] = "bulk-order-3"
+    upload(rows, "orders-fixed.csv")
+    expect(page.locator("#summary")).to_have_text("3 ready, 0 with errors")
+    page.get_by_role("button", name="Send the 3 valid rows").click()
+    expect(page.locator("#batch-status")).to_have_text("Running")
+    expect(page.locator("#batch-progress")).to_have_attribute("value", "0")
+    expect(page.get_by_role("button", name="Pause")).to_be_visible()
+
+    # The worker runs the job; the page follows it by itself (htmx polling).
+    services.run_batch(Batch.objects.get(file_name="orders-fixed.csv").pk)
+    expect(page.locator("#batch-status")).to_have_text("Done")
+    expect(page.locator("#batch-progress")).to_have_attribute("value", "3")
+    expect(page.locator("#counts")).to_contain_text("Created: 3")
+    expect(page.locator("#rows").get_by_text("Created")).to_have_count(3)  # the rows follow too
+    screenshot(page, "bulk-results")
+
+    # Results: each row links its record; the report downloads as CSV.
+    page.get_by_label("Status").select_option("created")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#rows").get_by_role("link")).to_have_count(3)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the report (CSV)").click()
+    lines = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+    assert [line["status"] for line in lines] == ["created"] * 3
+    assert all(line["external_id"].startswith("CH") for line in lines)
+
+    page.get_by_role("link", name="Its conversations").click()
+    expect(page.locator("main")).to_contain_text("Order 3")
+    assert page.console_errors == []
