@@ -352,5 +352,31 @@ def test_after_a_retry_only_the_retry_is_looked_up(support, respx_mock):
     services.settle_conversations()
     original.refresh_from_db()
     assert original.status == Status.FAILED and original.settle_after is None
-    with pytest.raises(services.ActionRefused, match=f"retried as record {retry.pk}"):
+    # Looked up as not found before the retry was sent: known, not unknown, and never checked again.
+    assert not original.outcome_unknown
+    with pytest.raises(services.ActionRefused):
         services.do_check_with_provider(original, acting_user=support)
+
+
+def test_a_retry_settles_the_first_attempt_as_not_created(support, respx_mock):
+    original = Conversation.objects.create(
+        provider="twilio",
+        credential=twilio_credential(),
+        created_by=support,
+        status=Status.FAILED,
+        outcome_unknown=True,
+        error_code="timeout",
+        request_body=BODY,
+    )
+    respx_mock.get(f"{TWILIO}/v1/Conversations/order-9").respond(404, json={"code": 20404, "status": 404})
+    respx_mock.post(f"{TWILIO}/v1/ConversationWithParticipants").respond(202, json=twilio_conversation())
+    respx_mock.get(f"{TWILIO}/v1/Conversations/{CH}").respond(200, json=twilio_conversation())
+    respx_mock.get(f"{TWILIO}/v1/Conversations/{CH}/Participants").respond(200, json=twilio_members("alice"))
+    services.do_retry_conversation(original, acting_user=support)
+    original.refresh_from_db()
+    assert (original.status, original.outcome_unknown, original.lookup["result"]) == (
+        "failed",
+        False,
+        "not_found",
+    )
+    assert services.unsettled() == 0

@@ -490,8 +490,17 @@ def _settle_by_lookup(
         )
         raise CallFailed(lookup["message"])
     if action != "check":
-        with transaction.atomic(durable=True):
-            session.store(conversation.credential, conversation)
+        # A retry goes ahead: the provider does not have this attempt's conversation, so its outcome is known.
+        conversation.outcome_unknown = False
+        conversation.settle_after = None
+        _save_settled(
+            conversation,
+            session,
+            EventType.CONVERSATION_REFRESHED,
+            {"action": action, "found_by_lookup": False, "previous": previous},
+            acting_user,
+            ip,
+        )
         return None
     module = providers.get(conversation.provider)
     never_sent = conversation.status == Status.PENDING and conversation.attempts == 0
