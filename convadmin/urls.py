@@ -2,6 +2,7 @@ from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 
 from convadmin.accounts import views as accounts
+from convadmin.dashboard.views import dashboard
 
 urlpatterns = [
     path("", accounts.home, name="home"),
@@ -12,6 +13,7 @@ urlpatterns = [
     path("users/", accounts.users, name="users"),
     path("users/<int:pk>/", accounts.user_change, name="user_change"),
     path("credentials/", include("convadmin.credentials.urls")),
+    path("conversations/dashboard/", dashboard, name="dashboard"),
     path("conversations/", include("convadmin.conversations.urls")),
     path("audit/", include("convadmin.audit.urls")),
 ]

@@ -39,17 +39,6 @@ from providers.base import dig
 TEMPLATE = "conversations/new.html"
 
 
-@role_required(READERS)
-def dashboard(request: HttpRequest) -> HttpResponse:
-    recent = Conversation.objects.select_related("credential", "created_by")[:10]
-    failures = Conversation.objects.filter(status=Status.FAILED).select_related("credential", "created_by")[
-        :5
-    ]
-    return render(
-        request, "conversations/dashboard.html", {"recent": list(recent), "failures": list(failures)}
-    )
-
-
 # --- the page's state ---------------------------------------------------------------------------
 
 
