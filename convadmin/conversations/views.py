@@ -26,7 +26,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from django_htmx.http import push_url, reswap, retarget
 
 import providers
-from convadmin.accounts.roles import CREATORS, READERS, role_required
+from convadmin.accounts.roles import CREATORS, role_required
 from convadmin.audit.services import client_ip
 from convadmin.conversations import forms as builder
 from convadmin.conversations import services

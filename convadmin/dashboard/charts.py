@@ -32,6 +32,10 @@ class Column:
         return sum(s.value for s in self.segments)
 
 
+def _n(value: float) -> str:
+    return f"{value:.1f}"
+
+
 def _nice(top: float) -> int:
     """A round axis maximum at or above ``top``."""
     if top <= 0:
@@ -82,13 +86,12 @@ def stacked_bars(title: str, columns: Sequence[Column], *, chart_id: str) -> Saf
             h = segment.value / top * plot_h
             y -= h
             rect = format_html(
-                '<rect class="seg-{}" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}">'
-                "<title>{} · {}: {}</title></rect>",
+                '<rect class="seg-{}" x="{}" y="{}" width="{}" height="{}"><title>{} · {}: {}</title></rect>',
                 segment.css,
-                x,
-                y,
-                bar,
-                max(h, 0.5),
+                _n(x),
+                _n(y),
+                _n(bar),
+                _n(max(h, 0.5)),
                 column.label,
                 segment.name,
                 segment.value,
@@ -97,8 +100,8 @@ def stacked_bars(title: str, columns: Sequence[Column], *, chart_id: str) -> Saf
         if column.tick:
             parts.append(
                 format_html(
-                    '<text class="tick" x="{:.1f}" y="{}" text-anchor="middle">{}</text>',
-                    x + bar / 2,
+                    '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
+                    _n(x + bar / 2),
                     HEIGHT - BOTTOM + 16,
                     column.tick,
                 )
@@ -142,15 +145,19 @@ def lines(
                 )
             for x, y in run:
                 parts.append(
-                    format_html('<circle class="dot-{}" cx="{:.1f}" cy="{:.1f}" r="2.5"/>', css, x, y)
+                    format_html('<circle class="dot-{}" cx="{}" cy="{}" r="2.5"/>', css, _n(x), _n(y))
                 )
             run = []
     every = max(1, -(-n // 8))
     parts.append(
         format_html_join(
             "",
-            '<text class="tick" x="{:.1f}" y="{}" text-anchor="middle">{}</text>',
-            ((LEFT + i * step, HEIGHT - BOTTOM + 16, tick) for i, tick in enumerate(ticks) if i % every == 0),
+            '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
+            (
+                (_n(LEFT + i * step), HEIGHT - BOTTOM + 16, tick)
+                for i, tick in enumerate(ticks)
+                if i % every == 0
+            ),
         )
     )
     return _frame(title, mark_safe("".join(parts)), f"{top} {unit}", chart_id)  # noqa: S308
@@ -162,7 +169,7 @@ def meter(fraction: float | None, label: str) -> SafeString:
     return format_html(
         '<svg class="meter" viewBox="0 0 100 8" preserveAspectRatio="none" aria-hidden="true">'
         '<rect class="meter-track" x="0" y="0" width="100" height="8"/>'
-        '<rect class="seg-failed" x="0" y="0" width="{:.1f}" height="8"><title>{}</title></rect></svg>',
-        width,
+        '<rect class="seg-failed" x="0" y="0" width="{}" height="8"><title>{}</title></rect></svg>',
+        _n(width),
         label,
     )

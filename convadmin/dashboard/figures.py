@@ -45,7 +45,7 @@ class DashboardFilterForm(FilterForm):
         choices=[(n, f"{n} days") for n in RANGES],
         coerce=int,
         required=False,
-        empty_value=RANGES[0],
+        empty_value=None,
         widget=QuickSelect,
     )
     since = forms.DateField(label="From", required=False, widget=date_input())
@@ -73,7 +73,7 @@ class DashboardFilterForm(FilterForm):
         filters = self.filters()
         today = timezone.localdate()
         until = filters.get("until") or today
-        since = filters.get("since") or until - timedelta(days=filters.get("days", RANGES[0]) - 1)
+        since = filters.get("since") or until - timedelta(days=(filters.get("days") or RANGES[0]) - 1)
         return since, until
 
 
@@ -191,7 +191,7 @@ def build(form: DashboardFilterForm) -> dict[str, Any]:
         "provider": filters.get("provider"),
         "credential": getattr(filters.get("credential"), "pk", None),
     }
-    rollup = _scope(HourlyOutcome.objects.filter(day__gte=since, day__lte=until), filters)
+    rollup = _scope(HourlyOutcome.objects.filter(day__gte=since, day__lte=until).exclude(count=0), filters)
 
     # Per provider, per day and outcome; and per credential.
     daily: dict[str, dict[date, Counter]] = defaultdict(lambda: defaultdict(Counter))

@@ -23,4 +23,4 @@ def refresh_dashboard(hours: int = 48) -> int:
     now = timezone.now()
     if not HourlyOutcome.objects.exists():  # first run after install: count every record once
         return rollup.rebuild_outcomes()
-    return rollup.rebuild_outcomes(now - timedelta(hours=hours), now)
+    return rollup.rebuild_outcomes(now - timedelta(hours=hours))
