@@ -301,6 +301,7 @@ def build(form: DashboardFilterForm) -> dict[str, Any]:
         ),
         "health": credential_health(filters),
         "open_work": open_work(filters),
+        "any_records": HourlyOutcome.objects.exclude(count=0).exists(),
     }
 
 

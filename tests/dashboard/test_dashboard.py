@@ -71,7 +71,7 @@ def test_counts_per_day_provider_and_outcome(auditor_client, fixture):
 
 
 def test_longer_period_and_filters(auditor_client, fixture):
-    twilio, mixin = fixture
+    _, mixin = fixture
     response = auditor_client.get(URL, {"days": 90})
     mixin_rows = next(r for p, _, r in response.context["daily"] if p == "mixin")
     assert sum(sum(c.values()) for _, c in mixin_rows) == 3
@@ -106,7 +106,7 @@ def test_failure_rates_and_top_reasons(auditor_client, fixture):
 
 
 def test_latency_p50_p95_per_provider_and_credential(auditor_client, fixture):
-    twilio, mixin = fixture
+    twilio, _ = fixture
     conversation = Conversation.objects.filter(credential=twilio).first()
     started = at(1)
     for ms in [80] * 10 + [150] * 8 + [2500] * 2:  # p50 in ≤100, p95 in ≤3000
