@@ -301,7 +301,6 @@ def build(form: DashboardFilterForm) -> dict[str, Any]:
         ),
         "health": credential_health(filters),
         "open_work": open_work(filters),
-        "any_records": HourlyOutcome.objects.exclude(count=0).exists(),
     }
 
 

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_safe
 from django_htmx.http import push_url
 
 from convadmin.accounts.roles import READERS, role_required
-from convadmin.conversations.models import Status
+from convadmin.conversations.models import Conversation, Status
 from convadmin.dashboard import charts, figures
 from convadmin.dashboard.models import Outcome
 from convadmin.lists.views import fragment_or_page
@@ -89,8 +89,8 @@ def latency_chart(label: str, rows: Sequence[tuple[date, int | None, int | None]
     )
 
 
-@require_safe
 @role_required(READERS)
+@require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
     form = figures.DashboardFilterForm(request.GET)
     data = figures.build(form)
@@ -114,6 +114,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             )
             for label, rows in data["latency_series"].items()
         ],
+        "recent": list(Conversation.objects.select_related("credential", "created_by")[:10]),
+        "failures": list(
+            Conversation.objects.filter(status=Status.FAILED).select_related("credential", "created_by")[:5]
+        ),
         "latency_tables": [
             ("provider", data["provider_latency"]),
             ("credential", data["credential_latency"]),

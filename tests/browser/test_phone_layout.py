@@ -50,12 +50,15 @@ def test_every_page_fits_a_phone(page, demo):
     page.set_viewport_size(PHONE)
     log_in(page, "demo", DEMO_PASSWORD)
 
-    # Dashboard: charts scale to the screen; the credential health table stacks, each cell labelled.
+    # Dashboard: charts scale to the screen; its tables stack, each cell labelled; a failure links its name.
     assert_fits(page, "dashboard")
     expect(page.locator("svg.chart").first).to_be_visible()
-    first = page.locator("#h-health ~ .table-scroll tbody tr").first
-    assert cell_label(first.locator("td").nth(1)) == "Last check"
+    first = page.locator("#recent tbody tr").first
+    assert cell_label(first.locator("td").nth(3)) == "Status"
     assert_on_screen(first.locator(".status"))
+    failure = page.locator("#failures li a").first
+    expect(failure).not_to_have_text(re.compile(r"^\d{4}-\d\d-\d\d"))
+    expect(page.locator("#failures").get_by_role("link", name="fail-500 rehearsal")).to_be_visible()
 
     # List: Status is on screen in every stacked row, with its label; filters two to a line.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Conversations").click()
@@ -157,7 +160,7 @@ def test_filters_lie_on_one_row_on_a_desktop(page, demo):
 def test_an_empty_dashboard_links_to_adding_a_credential(page, transactional_db):
     UserFactory(username="ann-admin", role="Administrator")
     log_in(page, "ann-admin", "correct horse battery")
-    page.locator("#start").get_by_role("link", name="Add a credential").click()
+    page.locator("#recent").get_by_role("link", name="Add a credential").click()
     expect(page.get_by_role("heading", name=re.compile("Add a credential"))).to_be_visible()
 
 
