@@ -218,7 +218,7 @@ def test_page_cost_does_not_grow_with_records_and_reads_no_record_range(auditor_
     on_records = [q["sql"] for q in large.captured_queries if 'FROM "conversations_conversation"' in q["sql"]]
     # the records are read only by index: the pending count (status) and the latest ten / five (LIMIT)
     assert len(on_records) == 3
-    assert all('"status" = ' in sql and "COUNT" in sql.upper() or "LIMIT" in sql for sql in on_records)
+    assert all(('"status" = ' in sql and "COUNT" in sql.upper()) or "LIMIT" in sql for sql in on_records)
     assert not any('"conversations_exchange"' in q["sql"] for q in large.captured_queries)
 
 
