@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 import providers
-from convadmin.conversations.models import Conversation, Status
+from convadmin.conversations.models import Status
 from convadmin.credentials.models import Credential, provider_choices
 from convadmin.dashboard.models import LATENCY_BUCKETS, DailyLatency, HourlyOutcome, Outcome
 from convadmin.lists.filters import FilterForm, QuickSelect, date_input, day_start, plain_choices
@@ -326,13 +326,19 @@ def credential_health(filters: Mapping[str, Any]) -> list[CredentialHealth]:
 
 
 def open_work(filters: Mapping[str, Any]) -> dict[str, Any]:
-    """Records still pending (the status index), records whose outcome is unknown (the rollup, all time), and
+    """Records still pending and records whose outcome is unknown (the rollup, all time: no read of the
+    records), and
     running bulk batches (a hook: nothing until a bulk app exists)."""
-    pending = _scope(Conversation.objects.filter(status=Status.PENDING), filters).count()
-    unknown = (
-        _scope(HourlyOutcome.objects.filter(outcome=Outcome.UNKNOWN), filters).aggregate(n=Sum("count"))["n"]
-        or 0
-    )
+    counts = {
+        row["outcome"]: row["n"]
+        for row in _scope(
+            HourlyOutcome.objects.filter(outcome__in=(Outcome.PENDING, Outcome.UNKNOWN)), filters
+        )
+        .values("outcome")
+        .annotate(n=Sum("count"))
+        .order_by()
+    }
+    pending, unknown = counts.get(Outcome.PENDING, 0), counts.get(Outcome.UNKNOWN, 0)
     scope = {
         "provider": filters.get("provider"),
         "credential": getattr(filters.get("credential"), "pk", None),
