@@ -22,7 +22,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import run
 
 
+#: Columns the records gained after bench/run.py's COPY was written (NOT NULL, no database default).
+LATER_COLUMNS = {
+    "lookup": "{}",
+    "existing_conversation_id": "",
+    "action": "",
+    "attempts": 1,
+    "action_result": "{}",
+}
+
+
+def _with_later_columns() -> None:
+    if "action_result" in run.COLUMNS:
+        return
+    rows = run._rows
+    run.COLUMNS += ", " + ", ".join(LATER_COLUMNS)
+    run._rows = lambda *args: (row + tuple(LATER_COLUMNS.values()) for row in rows(*args))
+
+
 def main() -> int:
+    _with_later_columns()
     run.ensure_database()
     run.setup_django()
     run.migrate()
