@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import run
 
-
 #: Columns the records gained after bench/run.py's COPY was written (NOT NULL, no database default).
 LATER_COLUMNS = {
     "lookup": "{}",
