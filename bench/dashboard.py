@@ -52,16 +52,16 @@ def main() -> int:
 
     from convadmin.conversations.models import Conversation
     from convadmin.dashboard import rollup
-    from convadmin.dashboard.models import LATENCY_BUCKETS, DailyLatency, HourlyOutcome
+    from convadmin.dashboard.models import LATENCY_BUCKETS, DailyLatency, DailyOutcome
 
     started = time.perf_counter()
     rows = rollup.rebuild_outcomes()
     rebuild_s = time.perf_counter() - started
     run.log(f"rollup: {rows:,} rows in {rebuild_s:.1f} s")
     last = Conversation.objects.order_by("-created_at").values_list("created_at", flat=True).first()
-    days = sorted(set(HourlyOutcome.objects.values_list("day", flat=True)))
+    days = sorted(set(DailyOutcome.objects.values_list("day", flat=True)))
     if not DailyLatency.objects.exists():
-        credentials = list(HourlyOutcome.objects.values_list("provider", "credential_id").distinct())
+        credentials = list(DailyOutcome.objects.values_list("provider", "credential_id").distinct())
         DailyLatency.objects.bulk_create(
             [
                 DailyLatency(day=day, provider=p, credential_id=c, le_ms=le, count=n)
@@ -77,7 +77,7 @@ def main() -> int:
     client = Client()
     client.force_login(user)
     until = last.date().isoformat()
-    credential = HourlyOutcome.objects.values_list("credential_id", flat=True).first()
+    credential = DailyOutcome.objects.values_list("credential_id", flat=True).first()
     pages = [
         ("last 14 days", f"?until={until}&days=14"),
         ("last 30 days", f"?until={until}&days=30"),
@@ -87,7 +87,7 @@ def main() -> int:
     ]
     repeat = int(os.environ.get("BENCH_REPEAT", "9"))
     lines = [
-        f"Dashboard over {Conversation.objects.count():,} records ({seeded}); rollup: {rows:,} hourly rows, "
+        f"Dashboard over {Conversation.objects.count():,} records ({seeded}); rollup: {rows:,} hourly and {DailyOutcome.objects.count():,} daily rows, "
         f"counted in {rebuild_s:.1f} s; latency rows: {DailyLatency.objects.count():,}.",
         "",
         "| page | p50 (ms) | max (ms) | queries |",

@@ -20,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 import providers
 from convadmin.conversations.models import Status
 from convadmin.credentials.models import Credential, provider_choices
-from convadmin.dashboard.models import LATENCY_BUCKETS, DailyLatency, HourlyOutcome, Outcome
+from convadmin.dashboard.models import LATENCY_BUCKETS, DailyLatency, DailyOutcome, HourlyOutcome, Outcome
 from convadmin.lists.filters import FilterForm, QuickSelect, date_input, day_start, plain_choices
 
 RANGES = (14, 30, 90)
@@ -191,7 +191,7 @@ def build(form: DashboardFilterForm) -> dict[str, Any]:
         "provider": filters.get("provider"),
         "credential": getattr(filters.get("credential"), "pk", None),
     }
-    rollup = _scope(HourlyOutcome.objects.filter(day__gte=since, day__lte=until).exclude(count=0), filters)
+    rollup = _scope(DailyOutcome.objects.filter(day__gte=since, day__lte=until).exclude(count=0), filters)
 
     # Per provider, per day and outcome; and per credential.
     daily: dict[str, dict[date, Counter]] = defaultdict(lambda: defaultdict(Counter))
@@ -332,7 +332,7 @@ def open_work(filters: Mapping[str, Any]) -> dict[str, Any]:
     counts = {
         row["outcome"]: row["n"]
         for row in _scope(
-            HourlyOutcome.objects.filter(outcome__in=(Outcome.PENDING, Outcome.UNKNOWN)), filters
+            DailyOutcome.objects.filter(outcome__in=(Outcome.PENDING, Outcome.UNKNOWN)), filters
         )
         .values("outcome")
         .annotate(n=Sum("count"))

@@ -26,7 +26,6 @@ class HourlyOutcome(models.Model):
     for failures, this error code and message)."""
 
     hour = models.DateTimeField()
-    day = models.DateField()  # the hour's date in settings.TIME_ZONE
     provider = models.CharField(max_length=20)
     credential = models.ForeignKey(Credential, on_delete=models.CASCADE, related_name="+")
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
@@ -41,10 +40,33 @@ class HourlyOutcome(models.Model):
                 name="dash_outcome_key",
             )
         ]
-        indexes = [models.Index(fields=["day"], name="dash_outcome_day")]
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h {self.provider} {self.outcome}: {self.count}"
+
+
+class DailyOutcome(models.Model):
+    """The same counts per day in settings.TIME_ZONE: what the charts over days read (24 times fewer rows)."""
+
+    day = models.DateField()
+    provider = models.CharField(max_length=20)
+    credential = models.ForeignKey(Credential, on_delete=models.CASCADE, related_name="+")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=MESSAGE_CHARS, blank=True)
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "provider", "credential", "outcome", "error_code", "error_message"],
+                name="dash_daily_key",
+            )
+        ]
+        indexes = [models.Index(fields=["outcome", "day"], name="dash_daily_outcome")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.provider} {self.outcome}: {self.count}"
 
 
 class DailyLatency(models.Model):

@@ -29,11 +29,13 @@ from convadmin.dashboard.models import (
     LATENCY_BUCKETS,
     MESSAGE_CHARS,
     DailyLatency,
+    DailyOutcome,
     HourlyOutcome,
     Outcome,
     RollupMark,
 )
 from convadmin.exchanges.models import Exchange, Purpose
+from convadmin.lists.filters import day_start
 
 #: The fields of a record its bucket depends on.
 KEY_FIELDS = (
@@ -78,23 +80,28 @@ def bucket(values: dict[str, Any]) -> tuple | None:
     )
 
 
+def _add(model: type[Model], fields: dict[str, Any], delta: int) -> None:
+    if model.objects.filter(**fields).update(count=F("count") + delta):
+        return
+    try:
+        with transaction.atomic():
+            model.objects.create(**fields, count=delta)
+    except IntegrityError:  # created meanwhile by another save
+        model.objects.filter(**fields).update(count=F("count") + delta)
+
+
 def bump(key: tuple, delta: int) -> None:
+    """Add ``delta`` to the hour's and the day's count of ``key``."""
     hour, provider, credential_id, outcome, code, message = key
     fields = dict(
-        hour=hour,
         provider=provider,
         credential_id=credential_id,
         outcome=outcome,
         error_code=code,
         error_message=message,
     )
-    if HourlyOutcome.objects.filter(**fields).update(count=F("count") + delta):
-        return
-    try:
-        with transaction.atomic():
-            HourlyOutcome.objects.create(**fields, day=timezone.localdate(hour), count=delta)
-    except IntegrityError:  # created meanwhile by another save
-        HourlyOutcome.objects.filter(**fields).update(count=F("count") + delta)
+    _add(HourlyOutcome, {**fields, "hour": hour}, delta)
+    _add(DailyOutcome, {**fields, "day": timezone.localdate(hour)}, delta)
 
 
 def _before_save(
@@ -103,7 +110,7 @@ def _before_save(
     instance._dashboard_old = None
     if raw or instance.pk is None:
         return
-    if update_fields is not None and not set(update_fields) & {f.removesuffix("_id") for f in KEY_FIELDS}:
+    if update_fields is not None and not set(update_fields) & {*KEY_FIELDS, "credential"}:
         instance._dashboard_old = "unchanged"
         return
     row = Conversation.objects.filter(pk=instance.pk).values(*KEY_FIELDS).first()
@@ -138,17 +145,16 @@ def connect() -> None:
     post_delete.connect(_after_delete, sender=Conversation, dispatch_uid=uid)
 
 
-def rebuild_outcomes(start: datetime | None = None, end: datetime | None = None) -> int:
-    """Count the records created in ``[start, end)`` (whole hours; None: no bound) again; return the number of
-    rollup rows written. Reads the records through the ``created_at`` index."""
-    start = hour_of(start) if start else None
-    end = hour_of(end) + timedelta(hours=1) if end else None
+def rebuild_outcomes(start: datetime | None = None) -> int:
+    """Count the records created since the local day of ``start`` (None: all) again; return the number of
+    hourly rows written. Reads the records through the ``created_at`` index."""
     records = Conversation.objects.order_by()
-    rollup = HourlyOutcome.objects.all()
+    hourly, daily = HourlyOutcome.objects.all(), DailyOutcome.objects.all()
     if start:
-        records, rollup = records.filter(created_at__gte=start), rollup.filter(hour__gte=start)
-    if end:
-        records, rollup = records.filter(created_at__lt=end), rollup.filter(hour__lt=end)
+        first_day = timezone.localdate(start)
+        start = day_start(first_day)
+        records = records.filter(created_at__gte=start)
+        hourly, daily = hourly.filter(hour__gte=start), daily.filter(day__gte=first_day)
     groups = (
         records.annotate(
             h=TruncHour("created_at", tzinfo=UTC), message=Substr("error_message", 1, MESSAGE_CHARS)
@@ -156,27 +162,35 @@ def rebuild_outcomes(start: datetime | None = None, end: datetime | None = None)
         .values("h", "provider", "credential_id", "status", "outcome_unknown", "error_code", "message")
         .annotate(n=Count("id"))
     )
-    counts: Counter[tuple] = Counter()
+    per_hour: Counter[tuple] = Counter()
     for g in groups:
-        key = bucket({**g, "created_at": g["h"], "error_message": g["message"]})
-        counts[key] += g["n"]
-    rows = [
-        HourlyOutcome(
-            hour=hour,
-            day=timezone.localdate(hour),
+        per_hour[bucket({**g, "created_at": g["h"], "error_message": g["message"]})] += g["n"]
+    per_day: Counter[tuple] = Counter()
+    for (hour, *rest), n in per_hour.items():
+        per_day[(timezone.localdate(hour), *rest)] += n
+
+    def fields(rest: list[Any]) -> dict[str, Any]:
+        provider, credential_id, outcome, code, message = rest
+        return dict(
             provider=provider,
             credential_id=credential_id,
             outcome=outcome,
             error_code=code,
             error_message=message,
-            count=n,
         )
-        for (hour, provider, credential_id, outcome, code, message), n in counts.items()
-    ]
+
     with transaction.atomic():
-        rollup.delete()
-        HourlyOutcome.objects.bulk_create(rows, batch_size=1000)
-    return len(rows)
+        hourly.delete()
+        daily.delete()
+        HourlyOutcome.objects.bulk_create(
+            (HourlyOutcome(hour=hour, count=n, **fields(rest)) for (hour, *rest), n in per_hour.items()),
+            batch_size=2000,
+        )
+        DailyOutcome.objects.bulk_create(
+            (DailyOutcome(day=day, count=n, **fields(rest)) for (day, *rest), n in per_day.items()),
+            batch_size=2000,
+        )
+    return len(per_hour)
 
 
 def latency_bucket(ms: int) -> int:

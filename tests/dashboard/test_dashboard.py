@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from convadmin.conversations.models import Conversation, Status
 from convadmin.dashboard import charts, rollup
-from convadmin.dashboard.models import DailyLatency, HourlyOutcome
+from convadmin.dashboard.models import DailyLatency, DailyOutcome, HourlyOutcome
 from convadmin.exchanges.models import Exchange
 from tests.factories import ConversationFactory, CredentialFactory
 
@@ -182,16 +182,31 @@ def test_rollup_follows_every_outcome_change_and_rebuild_agrees(fixture):
     assert counts() == {("created", ""): 1}
     conversation.delete()
     assert counts() == {}
-    before = {
-        (r.hour, r.provider, r.credential_id, r.outcome, r.error_code, r.error_message): r.count
-        for r in HourlyOutcome.objects.filter(count__gt=0)
-    }
+
+    def everything() -> dict:
+        return {
+            model.__name__: {
+                tuple(
+                    getattr(r, f)
+                    for f in (
+                        "hour" if model is HourlyOutcome else "day",
+                        "provider",
+                        "credential_id",
+                        "outcome",
+                        "error_code",
+                        "error_message",
+                    )
+                ): r.count
+                for r in model.objects.filter(count__gt=0)
+            }
+            for model in (HourlyOutcome, DailyOutcome)
+        }
+
+    before = everything()
     rollup.rebuild_outcomes()
-    after = {
-        (r.hour, r.provider, r.credential_id, r.outcome, r.error_code, r.error_message): r.count
-        for r in HourlyOutcome.objects.all()
-    }
-    assert after == before
+    assert everything() == before
+    rollup.rebuild_outcomes(timezone.now() - timedelta(hours=30))
+    assert everything() == before
 
 
 def test_refresh_job_heals_what_no_signal_saw(fixture):

@@ -17,6 +17,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, days: int | None = None, **options: Any) -> None:
         start = timezone.now() - timedelta(days=days) if days else None
-        rows = rollup.rebuild_outcomes(start, None)
+        rows = rollup.rebuild_outcomes(start)
         calls = rollup.rebuild_latency() if not days else rollup.roll_up_latency()
         self.stdout.write(f"{rows} outcome rows, {calls} create calls counted.")
