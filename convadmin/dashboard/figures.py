@@ -7,13 +7,14 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 from django import forms
 from django.apps import apps
 from django.db.models import Sum
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -79,8 +80,21 @@ class DashboardFilterForm(FilterForm):
 
 def list_link(**params: Any) -> str:
     """The conversation list filtered like this (empty values left out)."""
-    query = {k: v.isoformat() if isinstance(v, date) else v for k, v in params.items() if v not in (None, "")}
-    return f"{reverse('conversations')}?{urlencode(query)}" if query else reverse("conversations")
+    query = "&".join(
+        f"{k}={quote(v.isoformat() if isinstance(v, date) else str(v))}"
+        for k, v in params.items()
+        if v not in (None, "")
+    )
+    return f"{_list_url()}?{query}" if query else _list_url()
+
+
+def _list_url() -> str:
+    return _reverse_list(get_urlconf(), get_script_prefix())
+
+
+@lru_cache(maxsize=8)
+def _reverse_list(urlconf: str | None, prefix: str) -> str:
+    return reverse("conversations", urlconf=urlconf)  # the page links it hundreds of times
 
 
 def percentile(histogram: Mapping[int, int], fraction: float) -> int | None:
@@ -253,19 +267,17 @@ def build(form: DashboardFilterForm) -> dict[str, Any]:
         ] += row["n"]
 
     # Latency of create calls.
-    latency_rows = list(
-        _scope(DailyLatency.objects.filter(day__gte=since, day__lte=until), filters)
-        .values("provider", "credential_id", "day", "le_ms")
-        .annotate(n=Sum("count"))
-        .order_by()
-    )
+    latency_rows = _scope(DailyLatency.objects.filter(day__gte=since, day__lte=until), filters).order_by()
     per_provider_day: dict[str, dict[date, Counter]] = defaultdict(lambda: defaultdict(Counter))
     per_provider: dict[str, Counter] = defaultdict(Counter)
     per_credential: dict[int, Counter] = defaultdict(Counter)
-    for row in latency_rows:
-        per_provider_day[row["provider"]][row["day"]][row["le_ms"]] += row["n"]
-        per_provider[row["provider"]][row["le_ms"]] += row["n"]
-        per_credential[row["credential_id"]][row["le_ms"]] += row["n"]
+    for provider, day, le_ms, n in latency_rows.values_list("provider", "day", "le_ms").annotate(
+        n=Sum("count")
+    ):
+        per_provider_day[provider][day][le_ms] += n
+        per_provider[provider][le_ms] += n
+    for pk, le_ms, n in latency_rows.values_list("credential_id", "le_ms").annotate(n=Sum("count")):
+        per_credential[pk][le_ms] += n
 
     def latency(label: str, histogram: Counter) -> Latency:
         return Latency(

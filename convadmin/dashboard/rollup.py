@@ -82,6 +82,8 @@ def bucket(values: dict[str, Any]) -> tuple | None:
 
 def _add(model: type[Model], fields: dict[str, Any], delta: int) -> None:
     if model.objects.filter(**fields).update(count=F("count") + delta):
+        if delta < 0:  # a settled pending record leaves no empty row behind: open work stays a short read
+            model.objects.filter(**fields, count=0).delete()
         return
     try:
         with transaction.atomic():

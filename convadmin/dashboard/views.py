@@ -10,6 +10,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_safe
 from django_htmx.http import push_url
 
@@ -41,8 +42,11 @@ def _segments(counts: Counter, link: dict[str, Any]) -> list[charts.Segment]:
     ]
 
 
-def _table(rows: Sequence[tuple[Any, Counter]]) -> list[tuple[Any, list[int]]]:
-    return [(when, [counts[o] for o in figures.STACK]) for when, counts in rows]
+def _table(first: str, rows: Sequence[tuple[Any, Counter]], fmt: str) -> Any:
+    return charts.table(
+        [first, *(o.label for o in figures.STACK)],
+        [[when.strftime(fmt), *(counts[o] for o in figures.STACK)] for when, counts in rows],
+    )
 
 
 def _tick_every(n: int) -> int:
@@ -100,17 +104,23 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         **data,
         "outcomes": figures.STACK,
         "daily_charts": [
-            (label, daily_chart(provider, label, rows, scope), _table(rows))
+            (label, daily_chart(provider, label, rows, scope), _table("Day", rows, "%Y-%m-%d"))
             for provider, label, rows in data["daily"]
         ],
         "hourly_chart": hourly_chart(data["today"], data["hourly"], scope),
-        "hourly_rows": _table(data["hourly"]),
+        "hourly_table": _table("Hour", [(timezone.localtime(h), c) for h, c in data["hourly"]], "%H:00"),
         "rate_tables": [("provider", data["provider_rates"]), ("credential", data["credential_rates"])],
         "latency_charts": [
             (
                 label,
                 latency_chart(label, rows),
-                [(day, figures.latency_label(p50), figures.latency_label(p95)) for day, p50, p95 in rows],
+                charts.table(
+                    ["Day", "p50", "p95"],
+                    [
+                        [f"{day:%Y-%m-%d}", figures.latency_label(p50), figures.latency_label(p95)]
+                        for day, p50, p95 in rows
+                    ],
+                ),
             )
             for label, rows in data["latency_series"].items()
         ],

@@ -182,6 +182,7 @@ def test_rollup_follows_every_outcome_change_and_rebuild_agrees(fixture):
     assert counts() == {("created", ""): 1}
     conversation.delete()
     assert counts() == {}
+    assert not HourlyOutcome.objects.filter(count=0).exists()  # emptied rows are deleted
 
     def everything() -> dict:
         return {
