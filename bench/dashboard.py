@@ -103,7 +103,7 @@ def main() -> int:
         url = f"/conversations/dashboard/{query}" if query is not None else "/conversations/"
         queries: list[str] = []
 
-        def count(execute, sql, *args, seen=queries):  # noqa: ANN001, ANN202
+        def count(execute, sql, *args, seen=queries):
             seen.append(sql)
             return execute(sql, *args)
 
