@@ -274,3 +274,23 @@ def test_htmx_filter_swaps_the_figures_and_pushes_a_shareable_url(auditor_client
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="figures"')
     assert response["HX-Push-Url"] == f"{URL}?provider=twilio"
+
+
+def test_first_refresh_and_the_command_count_every_record(fixture):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from convadmin.dashboard.tasks import refresh_dashboard
+
+    expected = {(r.day, r.outcome, r.error_code): r.count for r in DailyOutcome.objects.all()}
+    assert sum(expected.values()) == Conversation.objects.count() == 10
+    HourlyOutcome.objects.all().delete()
+    DailyOutcome.objects.all().delete()
+    refresh_dashboard.call()  # the first run after install counts the 40-day-old record too
+    assert {(r.day, r.outcome, r.error_code): r.count for r in DailyOutcome.objects.all()} == expected
+    DailyOutcome.objects.all().delete()
+    out = StringIO()
+    call_command("rebuild_dashboard", stdout=out)
+    assert {(r.day, r.outcome, r.error_code): r.count for r in DailyOutcome.objects.all()} == expected
+    assert "outcome rows" in out.getvalue()
