@@ -31,12 +31,13 @@ LIST_STATUS = {
 
 
 def _segments(counts: Counter, link: dict[str, Any]) -> list[charts.Segment]:
+    """The stack of one bar; a segment that is drawn links to its records (an empty one is not drawn)."""
     return [
         charts.Segment(
             outcome.value,
             outcome.label,
             counts[outcome],
-            figures.list_link(status=LIST_STATUS[outcome], **link),
+            figures.list_link(status=LIST_STATUS[outcome], **link) if counts[outcome] else "",
         )
         for outcome in figures.STACK
     ]
