@@ -37,7 +37,6 @@ ALLOWED = {
         "convadmin.credentials",
         "convadmin.exchanges",
         "convadmin.conversations",
-        "convadmin.bulk",
     ),
 }
 

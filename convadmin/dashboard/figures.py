@@ -366,10 +366,9 @@ def open_work(filters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _running_batches(filters: Mapping[str, Any]) -> list[Any] | None:
+    """Bulk batches that are running (the bulk app's ``Batch``, status "running"), or None without that app.
+    Read through the app registry: the dashboard does not import the bulk app."""
     if not apps.is_installed("convadmin.bulk"):
         return None
-    try:
-        from convadmin.bulk import dashboard as bulk_dashboard  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return list(bulk_dashboard.running_batches(filters))
+    batch = apps.get_model("bulk", "Batch")
+    return list(_scope(batch.objects.filter(status="running"), filters).select_related("credential")[:10])

@@ -80,6 +80,9 @@ def test_longer_period_and_filters(auditor_client, fixture):
     response = auditor_client.get(URL, {"provider": "twilio"})
     assert [p for p, _, _ in response.context["daily"]] == ["twilio"]
     assert response.context["open_work"]["pending"] == 1
+    # without the bulk app (this branch) the batches line is left out rather than showing a false 0
+    assert response.context["open_work"]["batches"] is None
+    assert "bulk batches" not in response.content.decode()
 
 
 def test_failure_rates_and_top_reasons(auditor_client, fixture):
