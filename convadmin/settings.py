@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "convadmin.drafts",
     "convadmin.conversations",
     "convadmin.bulk",
+    "convadmin.dashboard",
     "django_tasks_db",
     "convadmin.jobs",
     "convadmin.exports",
@@ -272,6 +273,8 @@ JOBS_SCHEDULE = {
     "convadmin.conversations.tasks.settle_conversations": 60,
     "convadmin.jobs.tasks.prune_task_results": 24 * 3600,
     "convadmin.exports.tasks.sweep_exports": 300,
+    "convadmin.dashboard.tasks.roll_up_latency": 60,
+    "convadmin.dashboard.tasks.refresh_dashboard": 3600,
 }
 #: Finished task results older than this are deleted by the daily prune job (database backend).
 JOBS_RESULT_RETENTION_DAYS = env.int("JOBS_RESULT_RETENTION_DAYS", default=14)

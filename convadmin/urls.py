@@ -2,6 +2,7 @@ from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 
 from convadmin.accounts import views as accounts
+from convadmin.dashboard.views import dashboard
 
 urlpatterns = [
     path("", accounts.home, name="home"),
@@ -13,6 +14,7 @@ urlpatterns = [
     path("users/<int:pk>/", accounts.user_change, name="user_change"),
     path("credentials/", include("convadmin.credentials.urls")),
     path("conversations/templates/", include("convadmin.drafts.urls")),
+    path("conversations/dashboard/", dashboard, name="dashboard"),
     path("conversations/", include("convadmin.conversations.urls")),
     path("bulk/", include("convadmin.bulk.urls")),
     path("audit/", include("convadmin.audit.urls")),

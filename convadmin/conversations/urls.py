@@ -4,7 +4,6 @@ from convadmin.conversations import record_views, views
 
 # Create side: views.py. Inspect side (list, detail, actions, export): record_views.py.
 urlpatterns = [
-    path("dashboard/", views.dashboard, name="dashboard"),
     path("new/validate/", views.validate_field, name="conversation_validate_field"),
     path("new/validate-json/", views.validate_json, name="conversation_validate_json"),
     path("new/rows/add/", views.add_row, name="conversation_add_row"),

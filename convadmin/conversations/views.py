@@ -27,7 +27,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from django_htmx.http import push_url, reswap, retarget
 
 import providers
-from convadmin.accounts.roles import CREATORS, READERS, role_required
+from convadmin.accounts.roles import CREATORS, role_required
 from convadmin.audit.services import client_ip
 from convadmin.conversations import forms as builder
 from convadmin.conversations import services
@@ -39,17 +39,6 @@ from convadmin.lists.views import fragment_or_page
 from providers.base import dig
 
 TEMPLATE = "conversations/new.html"
-
-
-@role_required(READERS)
-def dashboard(request: HttpRequest) -> HttpResponse:
-    recent = Conversation.objects.select_related("credential", "created_by")[:10]
-    failures = Conversation.objects.filter(status=Status.FAILED).select_related("credential", "created_by")[
-        :5
-    ]
-    return render(
-        request, "conversations/dashboard.html", {"recent": list(recent), "failures": list(failures)}
-    )
 
 
 # --- the page's state ---------------------------------------------------------------------------

@@ -5,10 +5,13 @@ Not part of `make browser` (pytest collects this file only when it is named on t
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+from django.utils import timezone
 from playwright.sync_api import expect
 
+from convadmin.dashboard import rollup
 from tests.browser.conftest import DEMO_PASSWORD, log_in, start_conversation
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -23,9 +26,12 @@ def shoot(page, name: str, *, full_page: bool = False) -> None:
 
 
 def test_readme_screenshots(page, demo):
+    rollup.roll_up_latency(now=timezone.now() + timedelta(minutes=10))  # the job waits for calls to settle
     log_in(page, "demo", DEMO_PASSWORD)
-    expect(page.get_by_role("heading", name="Recent conversations")).to_be_visible()
+    expect(page.get_by_role("heading", name="Creates per day")).to_be_visible()
     shoot(page, "dashboard")
+    page.locator("#h-rates").scroll_into_view_if_needed()
+    shoot(page, "dashboard-failures")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Conversations").click()
     expect(page.locator("table.conversations tbody tr").first).to_be_visible()

@@ -50,8 +50,9 @@ def test_every_page_fits_a_phone(page, demo):
     page.set_viewport_size(PHONE)
     log_in(page, "demo", DEMO_PASSWORD)
 
-    # Dashboard: its table stacks, each cell labelled; a failure links its name, not a time.
+    # Dashboard: charts scale to the screen; its tables stack, each cell labelled; a failure links its name.
     assert_fits(page, "dashboard")
+    expect(page.locator("svg.chart").first).to_be_visible()
     first = page.locator("#recent tbody tr").first
     assert cell_label(first.locator("td").nth(3)) == "Status"
     assert_on_screen(first.locator(".status"))
