@@ -226,6 +226,8 @@ def test_enter_previews_and_an_empty_twilio_create_asks_first(page, demo):
         page.get_by_role("button", name=remove).click()
         expect(page.locator(".participant-row")).to_have_count(2 - count)
     page.get_by_label("Friendly name").fill("")
+    expect(page.get_by_label("Friendly name")).to_have_value("")
+    page.wait_for_function("() => !document.querySelector('.htmx-request')")  # the row removals have landed
     result = _create(page)
     expect(result).to_contain_text("Create a conversation with no name and no participants?")
     assert Conversation.objects.count() == before
