@@ -203,7 +203,7 @@ def send_row(batch: Batch, row: BatchRow, pacer: limits.Pacer) -> None:
     for _attempt in range(MAX_429_RETRIES):
         if not (conversation.status == Status.FAILED and conversation.error_status == 429):
             break
-        wait = (conversation.response_body or {}).get("retry_after")
+        wait = conversation.retry_after
         limits.sleep(float(wait) if isinstance(wait, int | float) else BACKOFF_SECONDS)
         pacer.wait()
         conversation = _create(batch, row, retry_of=conversation)

@@ -44,6 +44,8 @@ class Conversation(models.Model):
     lookup = models.JSONField(default=dict, blank=True)
     #: The conversation the provider already had when it refused a duplicate (HighLevel's contact).
     existing_conversation_id = models.CharField(max_length=255, blank=True)
+    #: Seconds the provider asked us to wait (Retry-After on a 429), for the advice and for bulk pacing.
+    retry_after = models.FloatField(null=True, blank=True)
     #: Jobs: the action queued or running on this record ("" when idle), until when a worker holds it, how
     #: many create calls were started (a second one looks the first up before sending), when the last was
     #: sent, when the settle job looks at an unknown outcome again, and the last action's result for the page.

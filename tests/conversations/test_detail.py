@@ -429,7 +429,7 @@ def test_a_rate_limited_record_says_how_long_to_wait(support_client):
         error_code="20429",
         error_status=429,
         error_message="Too Many Requests",
-        response_body={"retry_after": 30},
+        retry_after=30,
     )
     body = support_client.get(url(c)).content.decode()
     assert "Wait 30 seconds, then create again" in body

@@ -228,9 +228,8 @@ def failure_advice(conversation: Conversation) -> Advice | None:
         return None
     label = conversation.provider_label
     code = conversation.error_code
-    response = conversation.response_body if isinstance(conversation.response_body, dict) else {}
     if conversation.error_status == 429 or code in RATE_LIMIT_CODES:
-        wait = response.get("retry_after")
+        wait = conversation.retry_after
         seconds = max(1, round(wait)) if isinstance(wait, int | float) else None
         when = f"{seconds} second{'s' if seconds != 1 else ''}" if seconds else "a minute"
         return Advice(

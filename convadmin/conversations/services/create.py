@@ -316,9 +316,8 @@ def save_outcome(
         conversation.error_status = error.status
         conversation.outcome_unknown = error.outcome_unknown
         conversation.existing_conversation_id = (error.existing_id or "")[:255]
-        conversation.response_body = (
-            {"retry_after": error.retry_after} if error.retry_after is not None else {}
-        )
+        conversation.response_body = {}  # only the provider's JSON lives there, and a failure gave none
+        conversation.retry_after = error.retry_after
         # An unknown outcome the look-up could not settle is looked up again later by the settle job.
         unsettled = error.outcome_unknown and lookup.get("result") not in (
             Lookup.AMBIGUOUS,
