@@ -31,7 +31,9 @@ def _no_real_network(monkeypatch):
 @pytest.fixture(autouse=True)
 def _roles_exist(request):
     """Transactional tests (live server, browser) flush the tables, and with them the roles' groups."""
-    if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+    marker = request.node.get_closest_marker("django_db")
+    transactional = bool(marker and marker.kwargs.get("transaction"))
+    if transactional or "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
         from django.contrib.auth.models import Group
 
         request.getfixturevalue("transactional_db")

@@ -24,8 +24,8 @@ def save_durably(write: Callable[[], Any], *, attempts: int = 4) -> Any:
             with transaction.atomic(durable=True):
                 return write()
         except CONNECTION_LOST:
-            if attempt == attempts - 1:
-                raise
+            if attempt == attempts - 1 or connection.in_atomic_block:
+                raise  # inside a caller's transaction nothing can be retried here: it fails as a whole
             logger.warning("Database unavailable while saving; reconnecting", exc_info=True)
             connection.close()
             time.sleep(0.5 * 2**attempt)

@@ -224,7 +224,7 @@ def test_an_action_whose_job_was_lost_is_released_by_the_settle_job(support, que
     assert released.action == "" and "stopped before it finished" in released.action_result["error"]
 
 
-def test_an_outcome_survives_a_lost_database_connection(support, twilio_ok):
+def test_an_outcome_survives_a_lost_database_connection(transactional_db, support, twilio_ok):
     conversation = make_pending(support)
     real_save = Conversation.save
     calls = {"n": 0}
