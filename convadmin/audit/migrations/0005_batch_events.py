@@ -4,15 +4,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0004_template_events'),
+        ("audit", "0004_template_events"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='event_type',
-            field=models.CharField(choices=[('login', 'Logged in'), ('logout', 'Logged out'), ('login_failed', 'Failed login'), ('first_admin_created', 'First administrator created'), ('user_created', 'User created'), ('user_changed', 'User role or status changed'), ('password_changed', 'Password changed'), ('credential_added', 'Credential added'), ('credential_edited', 'Credential edited'), ('credential_secret_replaced', 'Credential secret replaced'), ('credential_checked', 'Credential checked'), ('credential_disabled', 'Credential disabled'), ('credential_enabled', 'Credential enabled'), ('credential_signed_in', 'Microsoft account signed in'), ('credential_token_rotated', 'Credential token rotated'), ('conversation_requested', 'Conversation requested'), ('conversation_created', 'Conversation created'), ('conversation_failed', 'Conversation failed'), ('conversation_refreshed', 'Conversation refreshed'), ('conversation_retried', 'Conversation retried'), ('conversations_exported', 'Conversations exported'), ('audit_exported', 'Audit log exported'), ('export_downloaded', 'Export downloaded'), ('keys_rotated', 'Encryption keys rotated'), ('template_saved', 'Template saved'), ('template_renamed', 'Template renamed'), ('template_deleted', 'Template deleted'), ('batch_uploaded', 'Bulk file uploaded'), ('batch_started', 'Bulk create started'), ('batch_paused', 'Bulk create paused'), ('batch_resumed', 'Bulk create resumed'), ('batch_cancelled', 'Bulk create cancelled'), ('batch_finished', 'Bulk create finished')], db_index=True, max_length=40),
+            model_name="auditevent",
+            name="event_type",
+            field=models.CharField(
+                choices=[
+                    ("login", "Logged in"),
+                    ("logout", "Logged out"),
+                    ("login_failed", "Failed login"),
+                    ("first_admin_created", "First administrator created"),
+                    ("user_created", "User created"),
+                    ("user_changed", "User role or status changed"),
+                    ("password_changed", "Password changed"),
+                    ("credential_added", "Credential added"),
+                    ("credential_edited", "Credential edited"),
+                    ("credential_secret_replaced", "Credential secret replaced"),
+                    ("credential_checked", "Credential checked"),
+                    ("credential_disabled", "Credential disabled"),
+                    ("credential_enabled", "Credential enabled"),
+                    ("credential_signed_in", "Microsoft account signed in"),
+                    ("credential_token_rotated", "Credential token rotated"),
+                    ("conversation_requested", "Conversation requested"),
+                    ("conversation_created", "Conversation created"),
+                    ("conversation_failed", "Conversation failed"),
+                    ("conversation_refreshed", "Conversation refreshed"),
+                    ("conversation_retried", "Conversation retried"),
+                    ("conversations_exported", "Conversations exported"),
+                    ("audit_exported", "Audit log exported"),
+                    ("export_downloaded", "Export downloaded"),
+                    ("keys_rotated", "Encryption keys rotated"),
+                    ("template_saved", "Template saved"),
+                    ("template_renamed", "Template renamed"),
+                    ("template_deleted", "Template deleted"),
+                    ("batch_uploaded", "Bulk file uploaded"),
+                    ("batch_started", "Bulk create started"),
+                    ("batch_paused", "Bulk create paused"),
+                    ("batch_resumed", "Bulk create resumed"),
+                    ("batch_cancelled", "Bulk create cancelled"),
+                    ("batch_finished", "Bulk create finished"),
+                ],
+                db_index=True,
+                max_length=40,
+            ),
         ),
     ]
