@@ -18,6 +18,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 
 from convadmin.conversations.models import Conversation, Status
 from convadmin.credentials.models import Credential, provider_choices
@@ -105,12 +106,29 @@ def filter_conversations(qs: QuerySet[Conversation], filters: Mapping[str, Any])
     if filters.get("batch"):
         qs = qs.filter(batch=filters["batch"])
     qs = qs.filter(date_range("created_at", filters.get("since"), filters.get("until")))
-    if text := (filters.get("q") or "").strip():
-        # search_text holds the lower-cased name, external id and participants, so one LIKE on it covers
-        # an external id (exact or prefix), any participant and the name; PostgreSQL answers it from the
-        # pg_trgm GIN index (migration 0002). Not icontains: UPPER() would hide the column from the index.
-        qs = qs.filter(search_text__contains=text.lower())
+    if text := search_text(filters):
+        qs = search(qs, text)
     return qs
+
+
+def search_text(filters: Mapping[str, Any]) -> str:
+    """The search box's text, lower-cased ("" when none or invalid)."""
+    q = filters.get("q")
+    return "" if q is NO_MATCH else (q or "").strip().lower()
+
+
+def search(qs: QuerySet, text: str) -> QuerySet:
+    # search_text holds the lower-cased name, external id and participants, so one LIKE on it covers
+    # an external id (exact or prefix), any participant and the name; PostgreSQL answers it from the
+    # pg_trgm GIN index (migration 0002). Not icontains: UPPER() would hide the column from the index.
+    return qs.filter(search_text__contains=text)
+
+
+def scan(qs: QuerySet, text: str) -> QuerySet:
+    """The same search as :func:`search`, written so that no index can answer it (LOWER() of an already
+    lower-case column): inside a window of records, a check per record is bounded; the trigram index,
+    whose candidates for common trigrams are most of the table, is not."""
+    return qs.alias(search_plain=Lower("search_text")).filter(search_plain__contains=text)
 
 
 #: A search the trigram index cannot answer within SEARCH_TIMEOUT_MS reads at most this many records (the
@@ -158,34 +176,34 @@ class Bounded:
 
 
 def conversation_page(
-    qs: QuerySet, unsearched: QuerySet, *, size: int, after: Key | None, before: Key | None, searching: bool
+    qs: QuerySet, keys: QuerySet, *, text: str, size: int, after: Key | None, before: Key | None
 ) -> Bounded:
-    """The page of ``qs`` (the filtered list) the cursor asks for, with bounded work.
+    """The page the cursor asks for of ``qs`` (the filtered list, before the search) searched for ``text``,
+    with bounded work. ``keys``: the same filtered records as a model query (the window is cut from it).
 
-    ``unsearched`` is the same list without the search: the window of a search that is too slow is cut
-    from it. A search runs as the planner likes for SEARCH_TIMEOUT_MS; past that, it looks only through the
-    next SEARCH_WINDOW records and the page offers to go on from where it stopped.
+    A search runs as the planner likes for SEARCH_TIMEOUT_MS; past that, it checks only the next
+    SEARCH_WINDOW records, and the page says so and offers to go on from where it stopped.
     """
     page = lambda q, **k: keyset_page(q, field="created_at", size=size, **k)  # noqa: E731
     try:
-        if searching:
+        if text:
             try:
                 with time_limit(SEARCH_TIMEOUT_MS):
-                    return Bounded(page(qs, after=after, before=before))
+                    return Bounded(page(search(qs, text), after=after, before=before))
             except ListTimeout:
                 pass
             with time_limit(LIST_TIMEOUT_MS):
-                start = unsearched.filter(_older_than("created_at", after)) if after else unsearched
+                start = keys.filter(_older_than("created_at", after)) if after else keys
                 edge = list(
                     start.order_by("-created_at", "-pk").values_list("created_at", "pk")[
                         SEARCH_WINDOW - 1 : SEARCH_WINDOW
                     ]
                 )
-                if not edge:  # fewer than a window left: the search reads them all anyway
-                    return Bounded(page(qs, after=after))
+                if not edge:  # fewer than a window left: check them all
+                    return Bounded(page(scan(qs, text), after=after))
                 when, pk = edge[0]
                 # (created_at, id) >= the window's last record: newer than (when, pk - 1).
-                found = page(qs.filter(_newer_than("created_at", (when, pk - 1))), after=after)
+                found = page(scan(qs, text).filter(_newer_than("created_at", (when, pk - 1))), after=after)
             if found.older:  # a full page inside the window
                 return Bounded(found)
             older = encode_cursor(when, pk)  # go on from the window's last record

@@ -29,6 +29,7 @@ from convadmin.conversations.queries import (
     ConversationFilterForm,
     conversation_page,
     filter_conversations,
+    search_text,
 )
 from convadmin.exchanges.models import Exchange
 from convadmin.lists.export import export_response
@@ -62,14 +63,14 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     # Plain dicts, their rows built by the ``conversation_rows`` tag: a page of 200 model instances (and
     # their credential and user) plus template filters per cell would cost more than the query itself.
     qs = Conversation.objects.values(*LIST_FIELDS)
-    searching = bool(filters.get("q")) and filters["q"] is not NO_MATCH
+    unsearched = {**filters, "q": None} if filters.get("q") is not NO_MATCH else filters
     bounded = conversation_page(
-        filter_conversations(qs, filters),
-        filter_conversations(Conversation.objects.all(), {**filters, "q": None}),
+        filter_conversations(qs, unsearched),
+        filter_conversations(Conversation.objects.all(), unsearched),
+        text=search_text(filters),
         size=form.page_size(),
         after=decode_cursor(request.GET.get("after")),
         before=decode_cursor(request.GET.get("before")),
-        searching=searching,
     )
     context = {"form": form, "page": bounded.page, "bounded": bounded, "filtered": bool(filters)}
     return render_list(request, "conversations/list.html", context)
