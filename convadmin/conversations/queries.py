@@ -133,8 +133,8 @@ def scan(qs: QuerySet, text: str) -> QuerySet:
 
 #: A search the trigram index cannot answer within SEARCH_TIMEOUT_MS reads at most this many records (the
 #: newest after the page's cursor, through the (filter, created_at, id) indexes) and says it stopped there.
-SEARCH_WINDOW = 10_000
-SEARCH_TIMEOUT_MS = 50
+SEARCH_WINDOW = 5_000
+SEARCH_TIMEOUT_MS = 30
 #: PostgreSQL: any list query still running after this is cancelled and the page says so (never a 500).
 LIST_TIMEOUT_MS = 2_000
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
@@ -188,6 +188,8 @@ def conversation_page(
     try:
         if text:
             try:
+                if len(text) < 3:  # no trigram to look up: the index would read every entry
+                    raise ListTimeout
                 with time_limit(SEARCH_TIMEOUT_MS):
                     return Bounded(page(search(qs, text), after=after, before=before))
             except ListTimeout:
@@ -202,8 +204,14 @@ def conversation_page(
                 if not edge:  # fewer than a window left: check them all
                     return Bounded(page(scan(qs, text), after=after))
                 when, pk = edge[0]
+                # The window's keys first, on the table alone (joined to the credential and the user, the
+                # planner may loop over every user); then the page's rows by id.
                 # (created_at, id) >= the window's last record: newer than (when, pk - 1).
-                found = page(scan(qs, text).filter(_newer_than("created_at", (when, pk - 1))), after=after)
+                window = scan(keys, text).filter(_newer_than("created_at", (when, pk - 1)))
+                found = page(window.values("created_at", "id"), after=after)
+                ids = [row["id"] for row in found.rows]
+                rows = list(qs.filter(pk__in=ids).order_by("-created_at", "-pk")) if ids else []
+            found.rows = rows
             if found.older:  # a full page inside the window
                 return Bounded(found)
             older = encode_cursor(when, pk)  # go on from the window's last record
