@@ -188,12 +188,19 @@ def seed() -> str:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
+    from convadmin.conversations.models import Conversation
     from convadmin.credentials.models import Credential
 
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {TABLE}")  # noqa: S608 - a constant
         have = cursor.fetchone()[0]
-    if have >= ROWS:
+        # An interrupted seed leaves the rows without (some of) their secondary indexes: seed again then.
+        names = [index.name for index in Conversation._meta.indexes] + ["conv_search_trgm"]
+        cursor.execute(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexname = ANY(%s)", [TABLE, names]
+        )
+        indexed = cursor.fetchone()[0] == len(names)
+    if have >= ROWS and indexed:
         return f"already seeded ({have:,} rows)"
     started = time.perf_counter()
     with connection.cursor() as cursor:
