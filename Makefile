@@ -98,8 +98,10 @@ demo: venv .env
 	  $(VENV)/bin/honcho start --port $(PORT)
 
 # Seeds 1,000,000 records into PostgreSQL database convadmin_bench (BENCH_PG, BENCH_ROWS…: see bench/run.py) once,
-# then times list vs admin, create overhead and export; writes bench/results.md. Not part of `make test`.
+# then times over HTTP (gunicorn) list vs default admin vs tuned admin, create overhead and export; writes
+# bench/results.md. Not part of `make test`.
 bench: venv
+	@$(PY) -c 'import gunicorn' 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,production]'
 	$(PY) bench/run.py
 
 # The fault matrix (bench/faults.py): sandbox, PostgreSQL convadmin_faults (dropped after; FAULTS_DB=sqlite for

@@ -1,17 +1,24 @@
 """The conversation list's filters: search, provider, status, credential, creator and dates.
 
 Every filter has an index (migrations 0001 and 0002), so keyset pages (convadmin.lists.keyset) cost the same
-at any depth.
+at any depth. What no index bounds (a search whose trigrams are common but whose matches are rare, a search
+inside a large filter) is bounded by :func:`conversation_page`: the planner's query under a short time limit,
+then at most ``SEARCH_WINDOW`` records in the list's order, and a statement timeout on PostgreSQL as the last
+guard, each said on the page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 
 from convadmin.conversations.models import Conversation, Status
 from convadmin.credentials.models import Credential, provider_choices
@@ -25,6 +32,7 @@ from convadmin.lists.filters import (
     page_size_field,
     plain_choices,
 )
+from convadmin.lists.keyset import Key, Page, _newer_than, _older_than, encode_cursor, keyset_page
 
 
 class ConversationFilterForm(FilterForm):
@@ -98,9 +106,117 @@ def filter_conversations(qs: QuerySet[Conversation], filters: Mapping[str, Any])
     if filters.get("batch"):
         qs = qs.filter(batch=filters["batch"])
     qs = qs.filter(date_range("created_at", filters.get("since"), filters.get("until")))
-    if text := (filters.get("q") or "").strip():
-        # search_text holds the lower-cased name, external id and participants, so one LIKE on it covers
-        # an external id (exact or prefix), any participant and the name; PostgreSQL answers it from the
-        # pg_trgm GIN index (migration 0002). Not icontains: UPPER() would hide the column from the index.
-        qs = qs.filter(search_text__contains=text.lower())
+    if text := search_text(filters):
+        qs = search(qs, text)
     return qs
+
+
+def search_text(filters: Mapping[str, Any]) -> str:
+    """The search box's text, lower-cased ("" when none or invalid)."""
+    q = filters.get("q")
+    return "" if q is NO_MATCH else (q or "").strip().lower()
+
+
+def search(qs: QuerySet, text: str) -> QuerySet:
+    # search_text holds the lower-cased name, external id and participants, so one LIKE on it covers
+    # an external id (exact or prefix), any participant and the name; PostgreSQL answers it from the
+    # pg_trgm GIN index (migration 0002). Not icontains: UPPER() would hide the column from the index.
+    return qs.filter(search_text__contains=text)
+
+
+def scan(qs: QuerySet, text: str) -> QuerySet:
+    """The same search as :func:`search`, written so that no index can answer it (LOWER() of an already
+    lower-case column): inside a window of records, a check per record is bounded; the trigram index,
+    whose candidates for common trigrams are most of the table, is not."""
+    return qs.alias(search_plain=Lower("search_text")).filter(search_plain__contains=text)
+
+
+#: A search the trigram index cannot answer within SEARCH_TIMEOUT_MS reads at most this many records (the
+#: newest after the page's cursor, through the (filter, created_at, id) indexes) and says it stopped there.
+SEARCH_WINDOW = 5_000
+SEARCH_TIMEOUT_MS = 30
+#: PostgreSQL: any list query still running after this is cancelled and the page says so (never a 500).
+LIST_TIMEOUT_MS = 2_000
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
+
+
+class ListTimeout(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(ms: int) -> Iterator[None]:
+    """On PostgreSQL, the queries inside run with ``statement_timeout = ms`` (in their own transaction, so the
+    setting ends with it) and one cancelled raises :class:`ListTimeout`. Elsewhere, no limit."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL statement_timeout = {int(ms)}")
+            yield
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != QUERY_CANCELED:
+            raise
+        raise ListTimeout from exc
+
+
+@dataclass
+class Bounded:
+    page: Page
+    #: Records read when the search stopped at SEARCH_WINDOW (0: it did not stop there).
+    window: int = 0
+    #: The whole list query ran past LIST_TIMEOUT_MS and was cancelled.
+    timed_out: bool = False
+
+    @property
+    def window_text(self) -> str:
+        return f"{self.window:,}"
+
+
+def conversation_page(
+    qs: QuerySet, keys: QuerySet, *, text: str, size: int, after: Key | None, before: Key | None
+) -> Bounded:
+    """The page the cursor asks for of ``qs`` (the filtered list, before the search) searched for ``text``,
+    with bounded work. ``keys``: the same filtered records as a model query (the window is cut from it).
+
+    A search runs as the planner likes for SEARCH_TIMEOUT_MS; past that, it checks only the next
+    SEARCH_WINDOW records, and the page says so and offers to go on from where it stopped.
+    """
+    page = lambda q, **k: keyset_page(q, field="created_at", size=size, **k)  # noqa: E731
+    try:
+        if text:
+            try:
+                if len(text) < 3:  # no trigram to look up: the index would read every entry
+                    raise ListTimeout
+                with time_limit(SEARCH_TIMEOUT_MS):
+                    return Bounded(page(search(qs, text), after=after, before=before))
+            except ListTimeout:
+                pass
+            with time_limit(LIST_TIMEOUT_MS):
+                start = keys.filter(_older_than("created_at", after)) if after else keys
+                edge = list(
+                    start.order_by("-created_at", "-pk").values_list("created_at", "pk")[
+                        SEARCH_WINDOW - 1 : SEARCH_WINDOW
+                    ]
+                )
+                if not edge:  # fewer than a window left: check them all
+                    return Bounded(page(scan(qs, text), after=after))
+                when, pk = edge[0]
+                # The window's keys first, on the table alone (joined to the credential and the user, the
+                # planner may loop over every user); then the page's rows by id.
+                # (created_at, id) >= the window's last record: newer than (when, pk - 1).
+                window = scan(keys, text).filter(_newer_than("created_at", (when, pk - 1)))
+                found = page(window.values("created_at", "id"), after=after)
+                ids = [row["id"] for row in found.rows]
+                rows = list(qs.filter(pk__in=ids).order_by("-created_at", "-pk")) if ids else []
+            found.rows = rows
+            if found.older:  # a full page inside the window
+                return Bounded(found)
+            older = encode_cursor(when, pk)  # go on from the window's last record
+            return Bounded(Page(found.rows, size, found.newer, older, found.cursor), window=SEARCH_WINDOW)
+        with time_limit(LIST_TIMEOUT_MS):
+            return Bounded(page(qs, after=after, before=before))
+    except ListTimeout:
+        return Bounded(Page([], size, newer=None, older=None, cursor=False), timed_out=True)

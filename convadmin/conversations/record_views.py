@@ -25,10 +25,17 @@ from convadmin.accounts.roles import CREATORS, READERS, role_required
 from convadmin.audit.services import client_ip
 from convadmin.conversations import export, services
 from convadmin.conversations.models import Conversation
-from convadmin.conversations.queries import ConversationFilterForm, filter_conversations
+from convadmin.conversations.queries import (
+    ConversationFilterForm,
+    conversation_page,
+    filter_conversations,
+    search_text,
+)
 from convadmin.exchanges.models import Exchange
 from convadmin.lists.export import export_response
-from convadmin.lists.views import fragment_or_page, render_list, requested_page
+from convadmin.lists.filters import NO_MATCH
+from convadmin.lists.keyset import decode_cursor
+from convadmin.lists.views import fragment_or_page, render_list
 
 LIST_FIELDS = (
     "id",
@@ -56,10 +63,16 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     # Plain dicts, their rows built by the ``conversation_rows`` tag: a page of 200 model instances (and
     # their credential and user) plus template filters per cell would cost more than the query itself.
     qs = Conversation.objects.values(*LIST_FIELDS)
-    page = requested_page(
-        request, filter_conversations(qs, filters), field="created_at", size=form.page_size()
+    unsearched = {**filters, "q": None} if filters.get("q") is not NO_MATCH else filters
+    bounded = conversation_page(
+        filter_conversations(qs, unsearched),
+        filter_conversations(Conversation.objects.all(), unsearched),
+        text=search_text(filters),
+        size=form.page_size(),
+        after=decode_cursor(request.GET.get("after")),
+        before=decode_cursor(request.GET.get("before")),
     )
-    context = {"form": form, "page": page, "filtered": bool(filters)}
+    context = {"form": form, "page": bounded.page, "bounded": bounded, "filtered": bool(filters)}
     return render_list(request, "conversations/list.html", context)
 
 

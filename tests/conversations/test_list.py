@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -364,5 +365,86 @@ def test_query_count_is_constant_whatever_the_page_size(support_client, django_a
         assert len(listed(response)) == size
         counts[size] = len(queries)
     assert counts[25] == counts[200]
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(9):  # PostgreSQL: + SET LOCAL statement_timeout
         support_client.get(URL, {"size": 200})
+
+
+# --- bounded work: a search too slow for the index reads a window; a list too slow is stopped ------------
+
+
+@pytest.fixture
+def slow_search(monkeypatch):
+    """The planner's search query "runs past" SEARCH_TIMEOUT_MS; the window and the guard run normally."""
+    from contextlib import contextmanager, nullcontext
+
+    from convadmin.conversations import queries
+
+    @contextmanager
+    def limited(ms):
+        if ms == queries.SEARCH_TIMEOUT_MS:
+            raise queries.ListTimeout
+        with nullcontext():
+            yield
+
+    monkeypatch.setattr(queries, "time_limit", limited)
+    monkeypatch.setattr(queries, "SEARCH_WINDOW", 4)
+    return queries
+
+
+def test_a_sparse_search_stops_at_the_window_says_so_and_goes_on_from_there(support_client, slow_search):
+    rows = [at(ConversationFactory(name=f"Row {i}"), T0 - timedelta(minutes=i)) for i in range(10)]
+    needle = rows[6]  # beyond the first window of 4 records, inside the second
+    Conversation.objects.filter(pk=needle.pk).update(search_text="needle here")
+    response = support_client.get(URL, {"q": "needle"})
+    text = response.content.decode()
+    assert response.status_code == 200
+    assert listed(response) == []
+    assert "looked through 4 records and found 0" in text
+    assert "Narrow your search" in text
+    older = html.unescape(re.search(r'<a href="([^"]+)"[^>]*rel="next"', text).group(1))
+    response = support_client.get(older)
+    assert listed(response) == [needle.pk]
+    assert "looked through 4 records older than this point and found 1" in response.content.decode()
+
+
+def test_a_search_that_fills_its_page_inside_the_window_says_nothing(support_client, slow_search):
+    for i in range(6):
+        at(ConversationFactory(name=f"Match {i}"), T0 - timedelta(minutes=i))
+    response = support_client.get(URL, {"q": "match", "size": 25})
+    assert len(listed(response)) == 4  # the window's four, then the rest is a click away
+    assert "Narrow your search" in response.content.decode()
+    slow_search.SEARCH_WINDOW = 100
+    response = support_client.get(URL, {"q": "match", "size": 25})
+    assert len(listed(response)) == 6
+    assert "Narrow your search" not in response.content.decode()
+
+
+def test_a_list_query_past_the_statement_timeout_says_so_instead_of_failing(support_client, monkeypatch):
+    from contextlib import contextmanager
+
+    from convadmin.conversations import queries
+
+    ConversationFactory(name="Alpha")
+
+    @contextmanager
+    def cancelled(ms):
+        raise queries.ListTimeout
+        yield
+
+    monkeypatch.setattr(queries, "time_limit", cancelled)
+    response = support_client.get(URL, {"status": "pending", "q": "alpha"})
+    assert response.status_code == 200
+    assert listed(response) == []
+    assert "These filters took too long and were stopped" in response.content.decode()
+    assert "No conversation matches" not in response.content.decode()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="statement_timeout is PostgreSQL's")
+def test_time_limit_turns_a_cancelled_statement_into_list_timeout():
+    from convadmin.conversations.queries import ListTimeout, time_limit
+
+    with pytest.raises(ListTimeout), time_limit(10), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(1)")
+    with connection.cursor() as cursor:  # the limit ended with its transaction
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "0"

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0006_conversation_batch"),
+        ("conversations", "0007_provider_status_index"),
     ]
 
     operations = [
