@@ -21,17 +21,25 @@ class Outcome(models.TextChoices):
     PENDING = "pending", "Pending"
 
 
-class HourlyOutcome(models.Model):
-    """How many records created in ``hour`` (UTC) with this provider and credential have this outcome (and,
-    for failures, this error code and message)."""
+class OutcomeCount(models.Model):
+    """What both outcome rollups count, per period: provider, credential, outcome and (for failures) reason."""
 
-    hour = models.DateTimeField()
     provider = models.CharField(max_length=20)
     credential = models.ForeignKey(Credential, on_delete=models.CASCADE, related_name="+")
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=MESSAGE_CHARS, blank=True)
     count = models.IntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class HourlyOutcome(OutcomeCount):
+    """How many records created in ``hour`` (UTC) with this provider and credential have this outcome (and,
+    for failures, this error code and message)."""
+
+    hour = models.DateTimeField()
 
     class Meta:
         constraints = [
@@ -45,16 +53,10 @@ class HourlyOutcome(models.Model):
         return f"{self.hour:%Y-%m-%d %H}h {self.provider} {self.outcome}: {self.count}"
 
 
-class DailyOutcome(models.Model):
+class DailyOutcome(OutcomeCount):
     """The same counts per day in settings.TIME_ZONE: what the charts over days read (24 times fewer rows)."""
 
     day = models.DateField()
-    provider = models.CharField(max_length=20)
-    credential = models.ForeignKey(Credential, on_delete=models.CASCADE, related_name="+")
-    outcome = models.CharField(max_length=10, choices=Outcome.choices)
-    error_code = models.CharField(max_length=64, blank=True)
-    error_message = models.CharField(max_length=MESSAGE_CHARS, blank=True)
-    count = models.IntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -488,24 +488,15 @@ def _settle_by_lookup(
             ip,
         )
         raise CallFailed(lookup["message"])
-    if action != "check":
-        # A retry goes ahead: the provider does not have this attempt's conversation, so its outcome is known.
-        conversation.outcome_unknown = False
-        conversation.settle_after = None
-        _save_settled(
-            conversation,
-            session,
-            EventType.CONVERSATION_REFRESHED,
-            {"action": action, "found_by_lookup": False, "previous": previous},
-            acting_user,
-            ip,
-        )
-        return None
     module = providers.get(conversation.provider)
     never_sent = conversation.status == Status.PENDING and conversation.attempts == 0
     label = conversation.provider_label
     earlier = f" (the first attempt said: {conversation.error_message})" if conversation.error_message else ""
-    if never_sent or module.KEY_IS_UNIQUE or conversation.settle_after is None:
+    if action != "check":
+        # A retry goes ahead: the provider does not have this attempt's conversation, so its outcome is known.
+        conversation.outcome_unknown = False
+        conversation.settle_after = None
+    elif never_sent or module.KEY_IS_UNIQUE or conversation.settle_after is None:
         conversation.status = Status.FAILED
         conversation.error_message = (
             f"Not found at the provider: {label} has no conversation with this "
@@ -517,7 +508,7 @@ def _settle_by_lookup(
         conversation.settle_after = None
     else:
         conversation.settle_after = timezone.now() + settle_delay()
-    return _save_settled(
+    _save_settled(
         conversation,
         session,
         EventType.CONVERSATION_REFRESHED,
@@ -525,6 +516,7 @@ def _settle_by_lookup(
         acting_user,
         ip,
     )
+    return conversation if action == "check" else None
 
 
 def _save_settled(
