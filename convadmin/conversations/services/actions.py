@@ -26,6 +26,7 @@ from convadmin.conversations.services.create import (
     do_check_with_provider,
     do_retry_conversation,
     in_flight,
+    retry_refusal,
     run_create,
     settle_delay,
 )
@@ -49,8 +50,6 @@ GIVE_UP_AFTER = timedelta(days=1)
 def action_refusal(conversation: Conversation, action: str) -> str:
     """Why ``action`` does not apply to the record now ("" when it does): the page shows the buttons this
     allows, and the service refuses the same way, so both always agree."""
-    from convadmin.conversations.services.create import retry_refusal
-
     if busy(conversation):
         return f"{LABELS[conversation.action]} is already under way for this record."
     if action == "retry":

@@ -19,7 +19,6 @@ from convadmin.conversations.models import Conversation, Status
 from convadmin.credentials import calls
 from convadmin.credentials.models import Credential
 from convadmin.exchanges.services import save_exchanges
-from convadmin.jobs.durable import save_durably  # noqa: F401 - the services save through it
 from providers.base import Credential as ProviderCredential
 from providers.base import FieldError, storable
 from providers.http import Http

@@ -34,12 +34,12 @@ from convadmin.conversations.services.common import (
     natural_key,
     natural_key_name,
     public_credential,
-    save_durably,
     scrub,
     validate_body,
 )
 from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.models import Credential
+from convadmin.jobs.durable import save_durably
 from convadmin.jobs.enqueue import enqueue_in_transaction
 from providers.base import Created, LookupAmbiguous, ProviderError, storable
 from providers.redact import redact_text

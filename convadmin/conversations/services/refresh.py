@@ -17,10 +17,10 @@ from convadmin.conversations.services.common import (
     CallFailed,
     Session,
     body_of,
-    save_durably,
     scrub,
 )
 from convadmin.credentials.crypto import SecretUnreadable
+from convadmin.jobs.durable import save_durably
 from providers.base import ProviderError, dig
 from providers.redact import redact_text
 
