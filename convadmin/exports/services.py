@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from convadmin.exports.models import Export
-from convadmin.jobs.enqueue import enqueue_on_commit
+from convadmin.jobs.enqueue import enqueue_in_transaction
 from convadmin.lists.export import ExportList, file_name
 from convadmin.lists.filters import describe_filters
 
@@ -38,5 +38,7 @@ def start_export(
         )
         details = {"format": fmt, "filters": describe_filters(form.filters())}
         spec.audit(request, details | {"via": "web, as a job", "export": export.pk, "gzip": compress})
-        enqueue_on_commit(run_export, export.pk)
+        send = enqueue_in_transaction(run_export, export.pk)
+    send()
+    export.refresh_from_db()
     return export

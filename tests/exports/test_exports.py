@@ -292,15 +292,16 @@ def test_a_failed_job_shows_a_clear_error_and_leaves_no_file(
     assert support_client.get(reverse("export_download", args=[export.pk])).status_code == 404
 
 
-def test_filters_that_no_longer_validate_fail_rather_than_export_more(
-    support_client, records, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        start(support_client, "conversations", credential=records[0].credential_id)
+def test_filters_that_no_longer_validate_fail_rather_than_export_more(support_client, records, settings):
+    from django_tasks_db.models import DBTaskResult
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}  # the job waits in the queue
+    start(support_client, "conversations", credential=records[0].credential_id)
     export = Export.objects.get()
     Export.objects.filter(pk=export.pk).update(filters={"credential": "999999"})
-    for callback in callbacks:
-        callback()
+    run_export.call(
+        *DBTaskResult.objects.get(task_path="convadmin.exports.tasks.run_export").args_kwargs["args"]
+    )
     export.refresh_from_db()
     assert export.status == Status.FAILED and "no longer valid" in export.error
 
