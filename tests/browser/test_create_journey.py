@@ -225,9 +225,11 @@ def test_enter_previews_and_an_empty_twilio_create_asks_first(page, demo):
     for count, remove in enumerate(("Remove participant 3", "Remove participant 2", "Remove participant 1")):
         page.get_by_role("button", name=remove).click()
         expect(page.locator(".participant-row")).to_have_count(2 - count)
+    # After a removal focus moves to "Add participant" once htmx settles; wait for it before typing elsewhere.
+    expect(page.get_by_role("button", name="Add participant")).to_be_focused()
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-settling')")
     page.get_by_label("Friendly name").fill("")
     expect(page.get_by_label("Friendly name")).to_have_value("")
-    page.wait_for_function("() => !document.querySelector('.htmx-request')")  # the row removals have landed
     result = _create(page)
     expect(result).to_contain_text("Create a conversation with no name and no participants?")
     assert Conversation.objects.count() == before
