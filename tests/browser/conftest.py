@@ -98,3 +98,11 @@ def start_conversation(page, provider: str) -> None:
     page.get_by_role("navigation", name="Main").get_by_role("link", name="New conversation").click()
     page.get_by_label("Provider").select_option(provider)
     expect(page.locator("#conversation-form")).to_be_visible()
+    htmx_settled(page)
+
+
+def htmx_settled(page) -> None:
+    """Wait until htmx has no request in flight and has settled what it swapped in: htmx wires the hx-*
+    attributes of new content when it settles (20 ms after the swap), so typing into a field before then
+    fires no htmx request. A person never types that fast; a test under load can."""
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")

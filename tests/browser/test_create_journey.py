@@ -8,7 +8,7 @@ import re
 from playwright.sync_api import expect
 
 from convadmin.conversations.models import Conversation
-from tests.browser.conftest import DEMO_PASSWORD, log_in, screenshot, start_conversation
+from tests.browser.conftest import DEMO_PASSWORD, htmx_settled, log_in, screenshot, start_conversation
 from tests.factories import UserFactory
 
 PASSWORD = "correct horse battery"  # UserFactory's
@@ -227,7 +227,7 @@ def test_enter_previews_and_an_empty_twilio_create_asks_first(page, demo):
         expect(page.locator(".participant-row")).to_have_count(2 - count)
     # After a removal focus moves to "Add participant" once htmx settles; wait for it before typing elsewhere.
     expect(page.get_by_role("button", name="Add participant")).to_be_focused()
-    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-settling')")
+    htmx_settled(page)
     page.get_by_label("Friendly name").fill("")
     expect(page.get_by_label("Friendly name")).to_have_value("")
     result = _create(page)

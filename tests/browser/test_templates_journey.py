@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from convadmin.conversations.models import Conversation
 from convadmin.drafts.models import ConversationTemplate
-from tests.browser.conftest import DEMO_PASSWORD, log_in, screenshot, start_conversation
+from tests.browser.conftest import DEMO_PASSWORD, htmx_settled, log_in, screenshot, start_conversation
 
 
 def test_save_a_template_start_from_it_and_create_from_json(page, demo):
@@ -43,6 +43,8 @@ def test_save_a_template_start_from_it_and_create_from_json(page, demo):
     # Edit as JSON: the body the form would send; add a field the form cannot show, wrongly.
     page.get_by_role("button", name="Edit as JSON").click()
     editor = page.get_by_label("Request body (JSON)")
+    expect(editor).to_be_visible()
+    htmx_settled(page)  # the editor's own hx-trigger is wired when htmx settles
     body = json.loads(editor.input_value())
     assert body == {"FriendlyName": "Journey order", "Participant": [{"identity": "agent-journey"}]}
     editor.fill(json.dumps({**body, "DateCreated": "yesterday"}, indent=2))
