@@ -577,10 +577,16 @@ def _submit(request: HttpRequest, page: Page, body: dict[str, Any], row_of: list
             )
         return redirect("conversation_detail", conversation.pk)
     page.result = conversation
+    new_key = None
     if conversation.status == Status.FAILED:
         # The key is spent on this failed attempt: a corrected form must be able to try again.
-        page.idempotency_key = str(uuid.uuid4())
-    return _render(request, page, "step2", **_result_context(conversation))
+        page.idempotency_key = new_key = str(uuid.uuid4())
+    # Only the outcome (and the form's error boxes, cleared): the fields on the page are what was sent, and
+    # rendering every widget again would be most of the request's time.
+    response = _render(request, page, "submitted", new_key=new_key, **_result_context(conversation))
+    retarget(response, "#create-result")
+    reswap(response, "innerHTML")
+    return response
 
 
 def _result_context(conversation: Conversation) -> dict[str, Any]:
