@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 
 from convadmin.credentials.models import Credential, provider_choices
+from convadmin.drafts.models import ConversationTemplate
 
 
 class State(models.TextChoices):
@@ -33,6 +34,11 @@ class Batch(models.Model):
     credential = models.ForeignKey(Credential, on_delete=models.PROTECT, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     file_name = models.CharField(max_length=255)
+    #: The saved template whose values filled the file's blank cells (its name is kept if it is deleted).
+    template = models.ForeignKey(
+        ConversationTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    template_name = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
     blank_rows = models.PositiveIntegerField(default=0)
     #: The pace the job keeps: at most ``rate_requests`` creates per ``rate_seconds`` (see limits.py).

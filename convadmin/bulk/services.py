@@ -20,6 +20,7 @@ from convadmin.bulk.rows import Report
 from convadmin.conversations import services
 from convadmin.conversations.models import Conversation, Status
 from convadmin.credentials.models import Credential
+from convadmin.drafts.models import ConversationTemplate
 from convadmin.jobs.enqueue import enqueue_in_transaction
 
 #: A 429 is sent again at most this often per row, after the provider's Retry-After (else this back-off).
@@ -34,9 +35,15 @@ class BatchRefused(Exception):
 
 
 def do_upload_batch(
-    report: Report, *, credential: Credential, file_name: str, acting_user: Any, ip: str | None = None
+    report: Report,
+    *,
+    credential: Credential,
+    file_name: str,
+    acting_user: Any,
+    ip: str | None = None,
+    template: ConversationTemplate | None = None,
 ) -> Batch:
-    """Save a judged file as a draft batch (nothing is sent)."""
+    """Save a judged file as a draft batch (nothing is sent); ``template``: the one that filled its blanks."""
     requests, seconds = limits.limit_for(credential)
     with transaction.atomic(durable=True):
         batch = Batch.objects.create(
@@ -44,6 +51,8 @@ def do_upload_batch(
             credential=credential,
             created_by=acting_user,
             file_name=file_name[:255],
+            template=template,
+            template_name=template.name if template else "",
             blank_rows=report.blank_rows,
             rate_requests=requests,
             rate_seconds=seconds,
@@ -73,6 +82,7 @@ def do_upload_batch(
                 "file_name": batch.file_name,
                 "provider": batch.provider,
                 "credential": credential.label,
+                "template": batch.template_name or None,
                 "rows": len(report.rows),
                 "ready": len(report.ready),
                 "with_errors": len(report.rows) - len(report.ready),

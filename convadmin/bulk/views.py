@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from django import forms
@@ -20,6 +19,8 @@ from convadmin.bulk import rows as bulk_rows
 from convadmin.bulk import services
 from convadmin.bulk.models import Batch, RowStatus, State
 from convadmin.credentials.models import Credential
+from convadmin.drafts.models import ConversationTemplate
+from convadmin.drafts.services import usable_templates
 from convadmin.lists.export import csv_lines
 from convadmin.lists.views import fragment_or_page
 
@@ -39,16 +40,40 @@ class UploadForm(forms.Form):
         f"{bulk_rows.MAX_ROWS:,} rows.",
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,.xlsx,text/csv"}),
     )
+    template = forms.ModelChoiceField(
+        ConversationTemplate.objects.none(),
+        required=False,
+        empty_label="No template",
+        label="Template (optional)",
+        help_text="A saved template of the credential's provider: its values fill the cells a row leaves blank, "
+        "its participants a row that gives none. A value in the file always wins.",
+        error_messages={
+            "invalid_choice": "Choose one of the listed templates: this one does not exist or is another "
+            "user's private template."
+        },
+    )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["credential"].label_from_instance = lambda c: f"{c.label} ({c.provider_label})"
+        self.fields["template"].queryset = usable_templates(user).order_by("provider", "name", "id")
+        self.fields["template"].label_from_instance = lambda t: f"{t.name} ({t.provider_label})"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        template, credential = data.get("template"), data.get("credential")
+        if template and credential:
+            try:
+                data["defaults"] = bulk_rows.template_defaults(template, credential.provider)
+            except bulk_rows.FileRefused as exc:
+                self.add_error("template", str(exc))
+        return data
 
 
 @role_required(CREATORS)
 @require_http_methods(["GET", "HEAD", "POST"])
 def bulk_index(request: HttpRequest) -> HttpResponse:
-    form = UploadForm(request.POST or None, request.FILES or None)
+    form = UploadForm(request.POST or None, request.FILES or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         credential = form.cleaned_data["credential"]
@@ -57,7 +82,9 @@ def bulk_index(request: HttpRequest) -> HttpResponse:
                 raise bulk_rows.FileRefused(
                     f"The file is larger than {bulk_rows.MAX_BYTES // 1048576} MB, the most a bulk create takes."
                 )
-            report = bulk_rows.validate_file(upload.name, upload.read(), credential)
+            report = bulk_rows.validate_file(
+                upload.name, upload.read(), credential, form.cleaned_data.get("defaults")
+            )
         except bulk_rows.FileRefused as exc:
             form.add_error("file", f"{exc} Nothing was sent.")
         else:
@@ -67,34 +94,51 @@ def bulk_index(request: HttpRequest) -> HttpResponse:
                 file_name=upload.name,
                 acting_user=request.user,
                 ip=client_ip(request),
+                template=form.cleaned_data["template"],
             )
             return redirect("bulk_batch", batch.pk)
     batches = Batch.objects.select_related("credential", "created_by")[:20]
     templates = [
-        (name, label, bulk_rows.columns(name), providers.get(name).MAX_PARTICIPANTS)
+        (
+            name,
+            label,
+            bulk_rows.columns(name),
+            providers.get(name).MAX_PARTICIPANTS,
+            bool(providers.get(name).PARTICIPANT_FIELDS),
+        )
         for name, label in providers.NAMES.items()
     ]
-    return render(request, "bulk/index.html", {"form": form, "batches": batches, "templates": templates})
+    context = {
+        "form": form,
+        "batches": batches,
+        "templates": templates,
+        "saved": form.fields["template"].queryset,
+        "json_column": bulk_rows.JSON_COLUMN,
+    }
+    return render(request, "bulk/index.html", context)
 
 
 @role_required(CREATORS)
 @require_safe
 def bulk_template(request: HttpRequest, provider: str, fmt: str) -> HttpResponse:
+    """The provider's template file; ``?participants=json``: participants as one JSON column;
+    ``?template=ID``: a first example row with that saved template's values."""
     if provider not in providers.NAMES or fmt not in ("csv", "xlsx"):
         raise Http404("No such template.")
+    defaults, source = None, request.GET.get("template", "")
+    if source:
+        if not (source.isascii() and source.isdigit() and len(source) < 10):
+            raise Http404("No such template.")
+        template = get_object_or_404(usable_templates(request.user), pk=source, provider=provider)
+        defaults = bulk_rows.template_defaults(template, provider)
+    as_json = request.GET.get("participants") == "json"
+    data = bulk_rows.template_file(provider, fmt, as_json=as_json, defaults=defaults)
+    content_type = "text/csv; charset=utf-8"
     if fmt == "xlsx":
-        from openpyxl import Workbook
-
-        book = Workbook()
-        book.active.title = providers.NAMES[provider][:31]
-        book.active.append(bulk_rows.columns(provider))
-        out = io.BytesIO()
-        book.save(out)
         content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        response = HttpResponse(out.getvalue(), content_type=content_type)
-    else:
-        response = HttpResponse(bulk_rows.template_csv(provider), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="bulk-{provider}.{fmt}"'
+    response = HttpResponse(data, content_type=content_type)
+    name = f"bulk-{provider}{'-json' if as_json else ''}{f'-template-{source}' if source else ''}"
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
     return response
 
 

@@ -1,4 +1,5 @@
-"""Issue 13, Bulk create: template download → upload with errors → report → fix → send → progress → results export."""
+"""Issue 13, Bulk create: template download → upload with errors → report → fix → send → progress → results export;
+a saved template filling a file's blank cells, and participants as one JSON column."""
 
 from __future__ import annotations
 
@@ -10,10 +11,24 @@ from playwright.sync_api import expect
 from convadmin.bulk import services
 from convadmin.bulk.models import Batch
 from convadmin.credentials.services import parse
+from convadmin.drafts.models import ConversationTemplate
 from tests.browser.conftest import log_in, screenshot
 from tests.factories import CredentialFactory, UserFactory
 
 PASSWORD = "correct horse battery"  # UserFactory's
+
+
+def upload(page, path, header: list[str], rows: list[dict[str, str]], template: str = "") -> None:
+    """Write ``rows`` as a CSV file at ``path`` and check it with the Twilio QA credential (and ``template``)."""
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    page.get_by_label("Credential").select_option(label="Twilio QA (Twilio Conversations)")
+    page.get_by_label("File").set_input_files(str(path))
+    if template:
+        page.get_by_label("Template (optional)").select_option(label=f"{template} (Twilio Conversations)")
+    page.get_by_role("button", name="Check the file").click()
 
 
 def test_support_uploads_fixes_sends_and_exports_a_bulk_file(page, sandbox, tmp_path, settings):
@@ -28,26 +43,18 @@ def test_support_uploads_fixes_sends_and_exports_a_bulk_file(page, sandbox, tmp_
 
     # The Twilio template: its columns are the provider's fields.
     with page.expect_download() as download:
-        page.get_by_role("row", name="Twilio Conversations").get_by_role("link", name="CSV").click()
+        page.get_by_role("row", name="Twilio Conversations").get_by_role(
+            "link", name="CSV", exact=True
+        ).click()
     header = next(csv.reader(io.StringIO(download.value.path().read_text())))
     assert header[:2] == ["FriendlyName", "UniqueName"]
-
-    def upload(rows: list[dict[str, str]], name: str) -> None:
-        path = tmp_path / name
-        with path.open("w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, fieldnames=header)
-            writer.writeheader()
-            writer.writerows(rows)
-        page.get_by_label("Credential").select_option(label="Twilio QA (Twilio Conversations)")
-        page.get_by_label("File").set_input_files(str(path))
-        page.get_by_role("button", name="Check the file").click()
 
     rows = [
         {"FriendlyName": "Order 1", "UniqueName": "bulk-order-1", "participant1.identity": "agent-1"},
         {"FriendlyName": "Order 2", "UniqueName": "bulk-order-2", "State": "closed"},
         {"FriendlyName": "Order 3", "UniqueName": "bulk-order-1"},
     ]
-    upload(rows, "orders.csv")
+    upload(page, tmp_path / "orders.csv", header, rows)
     expect(page.locator("#summary")).to_have_text("1 ready, 2 with errors")
     table = page.locator("#rows")
     expect(table.get_by_role("row").filter(has_text="closed")).to_contain_text("State")
@@ -58,7 +65,7 @@ def test_support_uploads_fixes_sends_and_exports_a_bulk_file(page, sandbox, tmp_
     page.get_by_role("link", name="Fix the file and upload again").click()
     rows[1]["State"] = ""
     rows[2]["UniqueName"] = "bulk-order-3"
-    upload(rows, "orders-fixed.csv")
+    upload(page, tmp_path / "orders-fixed.csv", header, rows)
     expect(page.locator("#summary")).to_have_text("3 ready, 0 with errors")
     page.get_by_role("button", name="Send the 3 valid rows").click()
     expect(page.locator("#batch-status")).to_have_text("Running")
@@ -85,4 +92,62 @@ def test_support_uploads_fixes_sends_and_exports_a_bulk_file(page, sandbox, tmp_
 
     page.get_by_role("link", name="Its conversations").click()
     expect(page.locator("main")).to_contain_text("Order 3")
+    assert page.console_errors == []
+
+
+def test_a_saved_template_fills_blank_cells_and_participants_come_as_json(page, sandbox, tmp_path):
+    support = UserFactory(username="sam-support", role="Support")
+    parsed = parse("twilio", sandbox.credentials()["twilio"])
+    CredentialFactory(provider="twilio", label="Twilio QA", settings=parsed.settings, secrets=parsed.secrets)
+    ConversationTemplate.objects.create(
+        name="QA orders",
+        provider="twilio",
+        owner=support,
+        body={"FriendlyName": "QA order", "State": "closed", "Participant": [{"identity": "qa-agent"}]},
+    )
+    log_in(page, "sam-support", PASSWORD)
+    page.goto("/bulk/")
+
+    # Blank cells take the template's values; a value in the file wins.
+    header = ["FriendlyName", "UniqueName", "State", "participant1.identity"]
+    rows = [{"UniqueName": "tpl-1", "State": "active"}, {"UniqueName": "tpl-2"}]
+    upload(page, tmp_path / "blanks.csv", header, rows, "QA orders")
+    expect(page.locator("#summary")).to_have_text("1 ready, 1 with errors")
+    expect(page.locator("#batch-template")).to_contain_text("QA orders")
+    expect(
+        page.locator("#rows").get_by_role("row").filter(has_text="State (from the template)")
+    ).to_contain_text("closed")
+
+    # The template file with participants as one JSON column.
+    page.get_by_role("link", name="Fix the file and upload again").click()
+    with page.expect_download() as download:
+        row = page.get_by_role("row", name="Twilio Conversations")
+        row.get_by_role("link", name="CSV, participants as one JSON column").click()
+    header = next(csv.reader(io.StringIO(download.value.path().read_text())))
+    assert header[-1] == "participants"
+    rows = [
+        {"UniqueName": "tpl-3", "State": "active", "participants": '[{"identity": "agent-9"}]'},
+        {
+            "UniqueName": "tpl-4",
+            "State": "active",
+            "participants": '[{"messaging_binding": {"address": "nope"}}]',
+        },
+        {"UniqueName": "tpl-5", "State": "active"},  # no participant: the template's
+    ]
+    upload(page, tmp_path / "json.csv", header, rows, "QA orders")
+    expect(page.locator("#summary")).to_have_text("2 ready, 1 with errors")
+    bad = (
+        page.locator("#rows")
+        .get_by_role("row")
+        .filter(has_text="Participants (JSON): Participant 1, Address")
+    )
+    expect(bad).to_contain_text("nope")
+    screenshot(page, "bulk-template-json")
+
+    batch = Batch.objects.get(file_name="json.csv")
+    assert [row.body.get("Participant") for row in batch.rows.filter(status="ready")] == [
+        [{"identity": "agent-9"}],
+        [{"identity": "qa-agent"}],
+    ]
+    assert {row.body["FriendlyName"] for row in batch.rows.filter(status="ready")} == {"QA order"}
     assert page.console_errors == []

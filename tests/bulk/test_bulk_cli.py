@@ -12,7 +12,9 @@ from django.core.management import call_command
 from convadmin.audit.models import AuditEvent, EventType
 from convadmin.bulk.models import Batch, State
 from convadmin.conversations.models import Conversation, Status
+from convadmin.drafts.models import ConversationTemplate
 from tests.create_support import TWILIO, twilio_conversation, twilio_credential, twilio_error
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 URL = f"{TWILIO}/v1/ConversationWithParticipants"
@@ -120,3 +122,45 @@ def test_no_wait_queues_the_batch(rows_file, respx_mock, settings):
     assert lines[0]["status"] == "queued" and lines[1]["batch"] == Batch.objects.get().pk
     assert Batch.objects.get().status == State.RUNNING
     assert not route.called and not Conversation.objects.filter(status=Status.CREATED).exists()
+
+
+def test_template_by_name_or_id_fills_the_blank_cells(rows_file, respx_mock):
+    twilio_credential(label="tw")
+    owner = UserFactory(username="sam")
+    template = ConversationTemplate.objects.create(
+        name="Orders", provider="twilio", owner=owner, body={"State": "inactive", "FriendlyName": "Order"}
+    )
+    respx_mock.post(URL).respond(201, json=twilio_conversation())
+    path = rows_file("FriendlyName,State\nOwn,\n,active\n")
+    code, lines = run("tw", "--file", path, "--dry-run", "--user", "sam", "--template", "Orders")
+    assert code == 0 and [line["status"] for line in lines[:2]] == ["ready", "ready"]
+    code, lines = run("tw", "--file", path, "--user", "sam", "--template", str(template.pk))
+    assert code == 0
+    bodies = [r.request_body for r in Conversation.objects.order_by("pk")]
+    assert [(b["FriendlyName"], b["State"]) for b in bodies] == [("Own", "inactive"), ("Order", "active")]
+    assert Batch.objects.get().template == template
+    uploaded = AuditEvent.objects.get(event_type=EventType.BATCH_UPLOADED)
+    assert uploaded.extra["template"] == "Orders"
+
+
+def test_a_template_the_user_may_not_use_or_of_another_provider_is_exit_2(rows_file, respx_mock):
+    twilio_credential(label="tw")
+    route = respx_mock.post(URL)
+    other = UserFactory(username="other")
+    ConversationTemplate.objects.create(name="Private", provider="twilio", owner=other, body={})
+    ConversationTemplate.objects.create(name="Team", provider="mixin", owner=other, shared=True, body={})
+    path = rows_file("FriendlyName\nA\n")
+    code, lines = run("tw", "--file", path, "--template", "Private")
+    assert code == 2
+    assert lines == [
+        {
+            "summary": {"rows": 0},
+            "batch": None,
+            "errors": {
+                "template": ["No template 'Private' that this user may use (their own or a shared one)."]
+            },
+        }
+    ]
+    code, lines = run("tw", "--file", path, "--template", "Team")
+    assert code == 2 and "is a Mixin Messenger template" in lines[0]["errors"]["template"][0]
+    assert not route.called and not Batch.objects.exists()
