@@ -141,8 +141,9 @@ def is_stale(batch: Batch) -> bool:
 
 
 def claim_lease() -> timedelta:
-    """How long a sender holds a row: longer than one create (the record's own lease), renewed while it waits."""
-    return lease() + timedelta(seconds=30)
+    """How long a sender holds a row: a little longer than the lease of the row's record (taken at the start of
+    the attempt, when the claim has just been renewed), so a row is taken over only once its record is free."""
+    return lease() + timedelta(seconds=5)
 
 
 def _change(

@@ -169,6 +169,45 @@ def test_a_killed_worker_resumes_without_creating_anything_twice(respx_mock, set
     assert Batch.objects.get().status == State.DONE
 
 
+def test_a_row_whose_record_another_job_still_holds_is_settled_before_the_batch_is_done(
+    respx_mock, settings, monkeypatch, slept
+):
+    """The worker was killed mid-call moments ago: its record's lease still runs. The batch must not end with
+    the row pending (it did, before the senders): the row waits for the lease, then is settled by look-up."""
+    settings.TASKS = DATABASE_TASKS
+    batch = services.do_start_batch(draft("FriendlyName,UniqueName\nA,a-1\n"), acting_user=UserFactory())
+    row = BatchRow.objects.get()
+    record = conversation_services.do_create_conversation(
+        row.body,
+        credential=batch.credential,
+        acting_user=batch.created_by,
+        idempotency_key=row.key,
+        batch=batch,
+    )
+    Conversation.objects.filter(pk=record.pk).update(
+        attempts=1, sent_at=timezone.now(), lease_until=timezone.now() + timedelta(minutes=2)
+    )
+    post = respx_mock.post(URL).respond(201, json=twilio_conversation())
+    respx_mock.get(f"{TWILIO}/v1/Conversations/a-1").respond(200, json=twilio_conversation(unique_name="a-1"))
+    respx_mock.get(url__regex=rf"{TWILIO}/v1/Conversations/{CH}/Participants.*").respond(
+        200, json={"participants": [], "meta": {"next_page_url": None}}
+    )
+
+    def the_lease_runs_out(seconds: float) -> None:
+        slept.append(seconds)
+        assert BatchRow.objects.get().status == RowStatus.PENDING
+        assert Batch.objects.get().status == State.RUNNING  # not done while its row is unsettled
+        past = timezone.now() - timedelta(seconds=1)
+        Conversation.objects.update(lease_until=past)
+        BatchRow.objects.update(claimed_until=past)
+
+    monkeypatch.setattr(limits, "sleep", the_lease_runs_out)
+    assert services.run_batch(batch.pk).status == State.DONE
+    row.refresh_from_db()
+    assert row.status == RowStatus.CREATED and row.conversation_id == record.pk
+    assert not post.called and Conversation.objects.get().lookup["result"] == "found"
+
+
 def test_a_sender_killed_between_429s_continues_the_rows_retries(respx_mock, settings):
     settings.TASKS = DATABASE_TASKS
     batch = services.do_start_batch(draft("FriendlyName\nA\n"), acting_user=UserFactory())
