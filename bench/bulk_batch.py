@@ -188,7 +188,10 @@ def main() -> int:
             f"{others:.0f} s); it took the killed row over once that row's claim ran out (the record's lease, "
             f"2 x PROVIDER_DEADLINE + 30 s, + 5 s) and settled it by look-up at {slow_done:.0f} s: "
             f"{settled_slow.status}, {settled_slow.attempts} attempts, look-up "
-            f"{settled_slow.lookup.get('result', '-')}. Progress polled {samples} times over HTTP. Checks: "
+            f"{settled_slow.lookup.get('result', '-')}. Progress polled {samples} times over HTTP. What limits "
+            "the rate: the credential's pace, each `rate-limit` row (it holds the whole credential 2 s five "
+            "times), the machine (every create writes its record, exchanges and audit rows), and after the kill a "
+            "single worker (a sender is one job: the batch's other senders wait in the queue behind it). Checks: "
             + "; ".join(f"{name} — {'met' if ok else '**missed**'}" for name, ok in checks.items())
             + ".\n"
         )

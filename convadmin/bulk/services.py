@@ -323,9 +323,8 @@ def run_batch(pk: int, generation: int | None = None, *, sender: str = "") -> Ba
         if row is _NOTHING:
             if not batch.rows.filter(status__in=UNSETTLED).exists():
                 return _finish(pk)
-            if _wait(
-                batch, generation, POLL_SECONDS
-            ):  # other senders' rows are in flight: they may fail over
+            # Other senders' rows are in flight: wait for them (a killed sender's row is taken over here).
+            if _wait(batch, generation, POLL_SECONDS):
                 continue
             break
         interval = limits.limit_for(batch.credential).interval
