@@ -56,6 +56,28 @@ def senders() -> list[list]:
     ]
 
 
+def sent_before_the_kill(batch: Batch, row: BatchRow, **record) -> Conversation:
+    """What a sender killed mid-call leaves: the row's record saved and sent (``record``: more of its fields),
+    the outcome never noted; the provider has it (the look-up by ``UniqueName`` a-1 finds it)."""
+    saved = conversation_services.do_create_conversation(
+        row.body,
+        credential=batch.credential,
+        acting_user=batch.created_by,
+        idempotency_key=row.key,
+        batch=batch,
+    )
+    Conversation.objects.filter(pk=saved.pk).update(attempts=1, sent_at=timezone.now(), **record)
+    return saved
+
+
+@pytest.fixture
+def lookup_finds_it(respx_mock):
+    respx_mock.get(f"{TWILIO}/v1/Conversations/a-1").respond(200, json=twilio_conversation(unique_name="a-1"))
+    respx_mock.get(url__regex=rf"{TWILIO}/v1/Conversations/{CH}/Participants.*").respond(
+        200, json={"participants": [], "meta": {"next_page_url": None}}
+    )
+
+
 def test_defaults_come_from_the_provider_and_settings_override_per_credential(settings):
     credential = twilio_credential(label="busy")
     assert limits.limit_for(credential) == (10, 1.0, 4)
@@ -138,28 +160,17 @@ def test_a_row_throttled_too_often_fails_with_the_providers_message(respx_mock, 
     assert Batch.objects.get().status == State.DONE
 
 
-def test_a_killed_worker_resumes_without_creating_anything_twice(respx_mock, settings):
+def test_a_killed_worker_resumes_without_creating_anything_twice(respx_mock, settings, lookup_finds_it):
     settings.TASKS = DATABASE_TASKS
     batch = draft("FriendlyName,UniqueName\nA,a-1\nB,b-1\n")
     services.do_start_batch(batch, acting_user=batch.created_by)
     first = BatchRow.objects.get(number=2)
-    # The killed sender had claimed row 2, saved its record and sent it; it died before noting the outcome.
-    record = conversation_services.do_create_conversation(
-        first.body,
-        credential=batch.credential,
-        acting_user=batch.created_by,
-        idempotency_key=first.key,
-        batch=batch,
-    )
-    Conversation.objects.filter(pk=record.pk).update(attempts=1, sent_at=timezone.now())
+    # The killed sender had claimed row 2 (its claim has run out since), saved its record and sent it.
+    record = sent_before_the_kill(batch, first)
     BatchRow.objects.filter(pk=first.pk).update(
         claimed_until=timezone.now() - timedelta(seconds=1), claimed_by="job killed"
     )
     post = respx_mock.post(URL).respond(201, json=twilio_conversation(sid="CH" + "1" * 32))
-    respx_mock.get(f"{TWILIO}/v1/Conversations/a-1").respond(200, json=twilio_conversation(unique_name="a-1"))
-    respx_mock.get(url__regex=rf"{TWILIO}/v1/Conversations/{CH}/Participants.*").respond(
-        200, json={"participants": [], "meta": {"next_page_url": None}}
-    )
     services.run_batch(batch.pk)
     assert post.call_count == 1  # only row 3 was sent
     assert Conversation.objects.count() == 2
@@ -170,28 +181,15 @@ def test_a_killed_worker_resumes_without_creating_anything_twice(respx_mock, set
 
 
 def test_a_row_whose_record_another_job_still_holds_is_settled_before_the_batch_is_done(
-    respx_mock, settings, monkeypatch, slept
+    respx_mock, settings, monkeypatch, slept, lookup_finds_it
 ):
     """The worker was killed mid-call moments ago: its record's lease still runs. The batch must not end with
     the row pending (it did, before the senders): the row waits for the lease, then is settled by look-up."""
     settings.TASKS = DATABASE_TASKS
     batch = services.do_start_batch(draft("FriendlyName,UniqueName\nA,a-1\n"), acting_user=UserFactory())
     row = BatchRow.objects.get()
-    record = conversation_services.do_create_conversation(
-        row.body,
-        credential=batch.credential,
-        acting_user=batch.created_by,
-        idempotency_key=row.key,
-        batch=batch,
-    )
-    Conversation.objects.filter(pk=record.pk).update(
-        attempts=1, sent_at=timezone.now(), lease_until=timezone.now() + timedelta(minutes=2)
-    )
+    record = sent_before_the_kill(batch, row, lease_until=timezone.now() + timedelta(minutes=2))
     post = respx_mock.post(URL).respond(201, json=twilio_conversation())
-    respx_mock.get(f"{TWILIO}/v1/Conversations/a-1").respond(200, json=twilio_conversation(unique_name="a-1"))
-    respx_mock.get(url__regex=rf"{TWILIO}/v1/Conversations/{CH}/Participants.*").respond(
-        200, json={"participants": [], "meta": {"next_page_url": None}}
-    )
 
     def the_lease_runs_out(seconds: float) -> None:
         slept.append(seconds)
