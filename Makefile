@@ -20,13 +20,14 @@ DEPLOY_ENV := DEBUG=0 SECRET_KEY=check-deploy-$$(head -c 32 /dev/urandom | od -A
 	SECURE_SSL_REDIRECT=1 SECURE_HSTS_SECONDS=31536000 SECURE_HSTS_INCLUDE_SUBDOMAINS=1 SECURE_HSTS_PRELOAD=1 \
 	ALLOWED_HOSTS=convadmin.example.com DATABASE_URL=sqlite:///:memory:
 
-.PHONY: help venv run test pytest lint format check deploy-check browser demo bench faults bench-http screenshots clean
+.PHONY: help venv run test pytest lint format check deploy-check browser demo bench faults bench-http bench-bulk screenshots clean
 
 help:
 	@echo "make run    - create .venv, install, write .env (first run), migrate, serve http://$(HOST):$(PORT)"
 	@echo "make test   - the whole suite: ruff, manage.py check (+ --deploy), pytest"
 	@echo "make browser - Playwright journeys in Debian's chromium; make demo / bench / screenshots"
 	@echo "make faults - the fault matrix over real HTTP and the CLI (FAULTS_QUICK=1: the short one); make bench-http"
+	@echo "make bench-bulk - a 1,000-row bulk batch against the sandbox with a worker killed mid-call"
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "error: no Python >= 3.12 found on PATH or under pyenv; install one or run make PYTHON=/path/to/python3.12" >&2; exit 1; fi
@@ -116,6 +117,13 @@ faults: venv
 bench-http: venv
 	@$(PY) -c 'import gunicorn' 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,production]'
 	$(PY) bench/responsiveness.py
+
+# A 1,000-row bulk batch against the sandbox, two db_workers, one killed mid-call (bench/bulk_batch.py): every row
+# created or failed, 0 duplicates, the page's progress = the database; PostgreSQL convadmin_bulkbench (dropped
+# after; BULK_DB=sqlite for SQLite). Writes its section of bench/results.md. Not part of `make test`.
+bench-bulk: venv
+	@$(PY) -c 'import gunicorn' 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,production]'
+	$(PY) bench/bulk_batch.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

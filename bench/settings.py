@@ -1,5 +1,8 @@
 """Settings for `make bench`: the real settings (DEBUG off), plain static files, the test client's host."""
 
+import json
+import os
+
 from convadmin.settings import *  # noqa: F403
 
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
@@ -10,3 +13,5 @@ LOGGING["loggers"]["providers.http"]["level"] = "WARNING"  # noqa: F405
 # The Django admin changelist is the benchmark's baseline; the app itself does not install the admin.
 INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.admin"]  # noqa: F405
 ROOT_URLCONF = "bench.urls"
+# bench/bulk_batch.py (BULK_LIMIT): its credential's bulk limits, {"label": [requests, seconds, concurrency]}.
+BULK_LIMITS = json.loads(os.environ.get("BULK_BENCH_LIMITS") or "{}")

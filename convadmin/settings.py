@@ -275,6 +275,7 @@ JOBS_SCHEDULE = {
     "convadmin.exports.tasks.sweep_exports": 300,
     "convadmin.dashboard.tasks.roll_up_latency": 60,
     "convadmin.dashboard.tasks.refresh_dashboard": 3600,
+    "convadmin.bulk.tasks.resume_stalled_batches": 60,
 }
 #: Finished task results older than this are deleted by the daily prune job (database backend).
 JOBS_RESULT_RETENTION_DAYS = env.int("JOBS_RESULT_RETENTION_DAYS", default=14)

@@ -209,6 +209,7 @@ class Provider(Protocol):
     BULK_LIMIT: tuple[
         int, float
     ]  # bulk create's default pace: at most N creates per S seconds per credential
+    BULK_CONCURRENCY: int  # bulk create's default: at most this many creates of a batch in flight at once
 
     def curl_auth(self, settings: Mapping[str, Any]) -> tuple[str, str]: ...
 
@@ -261,6 +262,7 @@ HOOK_DEFAULTS: dict[str, Any] = {
     "PREVIEW_HINT": "",
     "UNTITLED": "",
     "BULK_LIMIT": (10, 1.0),
+    "BULK_CONCURRENCY": 2,
     "curl_auth": bearer_curl_auth("TOKEN", "the credential's token."),
 }
 

@@ -48,6 +48,7 @@ URL_HOSTS = {"base_url": ("services.leadconnectorhq.com",)}
 #: Hooks the Django layer asks (see providers.base.Provider).
 NATURAL_KEY = "contactId"
 BULK_LIMIT = (100, 10.0)  # the documented burst limit: 100 requests per 10 s per location
+BULK_CONCURRENCY = 4  # only the request rate is documented
 KEY_IS_UNIQUE = True  # one conversation per contact: a second create is refused ("already exists!")
 SETTING_DEFAULTS = {"locationId": "location_id"}
 PARTICIPANT_IDENTITY = ("contactId",)

@@ -59,6 +59,7 @@ MAX_PARTICIPANTS = 256
 #: Hooks the Django layer asks (see providers.base.Provider).
 NATURAL_KEY = "conversation_id"
 BULK_LIMIT = (10, 1.0)  # no limit is documented: a cautious 10 a second
+BULK_CONCURRENCY = 2  # nothing documented: cautious
 KEY_IS_UNIQUE = True  # the id is ours: a second create with it returns the existing conversation
 NOT_DUPLICATED = ("conversation_id",)
 GENERATED = ("random_id",)

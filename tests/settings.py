@@ -22,3 +22,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 import providers  # noqa: E402
 
 providers.register("echo", "Echo (tests)", "tests.echo_provider")
+
+# The real-worker bulk test (tests/jobs/test_bulk_workers.py): its credential sends 2 rows at once, 20 a second.
+BULK_LIMITS = {"Sandbox Twilio (bulk jobs)": (20, 1, 2)}

@@ -41,14 +41,18 @@ class Batch(models.Model):
     template_name = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
     blank_rows = models.PositiveIntegerField(default=0)
-    #: The pace the job keeps: at most ``rate_requests`` creates per ``rate_seconds`` (see limits.py).
+    #: The credential's limits when the batch last started or resumed (see limits.py): at most ``rate_requests``
+    #: creates per ``rate_seconds`` (shared by every batch of the credential), ``concurrency`` rows in flight.
     rate_requests = models.PositiveIntegerField(default=1)
     rate_seconds = models.FloatField(default=1.0)
+    concurrency = models.PositiveSmallIntegerField(default=1)
+    #: Raised by every start and resume: a sender of an earlier run stops at its next row.
+    generation = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    #: Written by the job before each row: a running batch whose job stopped (a killed worker) goes stale
-    #: and may be resumed.
+    #: Written by the senders at each row and while they wait: a running batch whose senders all stopped (a
+    #: killed worker) goes stale, and is resumed by hand or by the ``resume_stalled_batches`` job.
     heartbeat = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -74,6 +78,14 @@ class BatchRow(models.Model):
     conversation = models.ForeignKey(
         "conversations.Conversation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    #: A sender holds the row until then (a killed sender's row is taken again once it passes), and which.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True)
+    #: 429 answers so far (the row is sent again after the provider's Retry-After, a few times).
+    throttled = models.PositiveSmallIntegerField(default=0)
+    #: Send the row's failed attempt again (after a 429, or "Retry the failed rows").
+    retry = models.BooleanField(default=False)
+    settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["number"]
@@ -82,3 +94,16 @@ class BatchRow(models.Model):
 
     def __str__(self) -> str:
         return f"Row {self.number} of batch {self.batch_id}"
+
+
+class Pace(models.Model):
+    """A credential's send slots, shared by all its batches and every process: the next free slot (a Unix time)
+    is taken under a row lock, a leaky bucket (see limits.py)."""
+
+    credential = models.OneToOneField(
+        Credential, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    next_at = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"Pace of credential {self.credential_id}"

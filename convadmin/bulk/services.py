@@ -1,17 +1,25 @@
-"""Bulk create: save a judged file as a draft batch, then send its ready rows in a background job that keeps
-the provider's pace, can be paused, resumed or cancelled, and after a killed worker continues without ever
-creating a row twice (each row's record has the row's create key: a re-run finds it and settles it by the
-create job's claim and look-up instead of sending again)."""
+"""Bulk create: save a judged file as a draft batch, then send its ready rows with N sender jobs (the credential's
+concurrency) that share the credential's pace, can be paused, resumed or cancelled, and after a killed worker
+continue without ever creating a row twice.
+
+Each sender claims the next row in file order (a lease on the row, taken under ``select_for_update(skip_locked)``;
+SQLite serialises the claim instead), makes ONE provider attempt for it and settles or releases it. A row's
+record carries the row's create key: a row claimed again — its sender was killed, its lease ran out — finds that
+record and has it settled by the create job's claim and look-up instead of sending again.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
+from convadmin.accounts.services import system_user
 from convadmin.audit.models import EventType
 from convadmin.audit.services import record
 from convadmin.bulk import limits
@@ -19,15 +27,23 @@ from convadmin.bulk.models import Batch, BatchRow, RowStatus, State
 from convadmin.bulk.rows import Report
 from convadmin.conversations import services
 from convadmin.conversations.models import Conversation, Status
+from convadmin.conversations.services.common import lease
 from convadmin.credentials.models import Credential
 from convadmin.drafts.models import ConversationTemplate
 from convadmin.jobs.enqueue import enqueue_in_transaction
 
-#: A 429 is sent again at most this often per row, after the provider's Retry-After (else this back-off).
+#: A 429 is sent again at most this often per row, after the provider's Retry-After (else a back-off from this,
+#: doubled each time).
 MAX_429_RETRIES = 5
 BACKOFF_SECONDS = 2.0
-#: A running batch whose job wrote no heartbeat for this long has lost its worker: it may be resumed.
+#: A running batch whose senders wrote no heartbeat for this long has lost its workers: it is resumed (by hand,
+#: or every minute by the ``resume_stalled_batches`` job).
 STALE_AFTER = timedelta(minutes=5)
+#: A sender with no row to claim while other senders' rows are in flight looks again this often; a long wait
+#: (the pace, a 429) is cut into pieces this long, with a heartbeat and a look at pause/cancel between them.
+POLL_SECONDS = 1.0
+BEAT_SECONDS = 30.0
+UNSETTLED = (RowStatus.READY, RowStatus.PENDING)
 
 
 class BatchRefused(Exception):
@@ -44,7 +60,7 @@ def do_upload_batch(
     template: ConversationTemplate | None = None,
 ) -> Batch:
     """Save a judged file as a draft batch (nothing is sent); ``template``: the one that filled its blanks."""
-    requests, seconds = limits.limit_for(credential)
+    limit = limits.limit_for(credential)
     with transaction.atomic(durable=True):
         batch = Batch.objects.create(
             provider=credential.provider,
@@ -54,8 +70,9 @@ def do_upload_batch(
             template=template,
             template_name=template.name if template else "",
             blank_rows=report.blank_rows,
-            rate_requests=requests,
-            rate_seconds=seconds,
+            rate_requests=limit.requests,
+            rate_seconds=limit.seconds,
+            concurrency=limit.concurrency,
         )
         BatchRow.objects.bulk_create(
             (
@@ -99,21 +116,80 @@ def counts(batch: Batch) -> dict[str, int]:
     return out
 
 
+#: The page's rate is the rows settled in this last stretch while the batch runs (its average once it stopped).
+RATE_WINDOW = timedelta(seconds=60)
+
+
+def rate(batch: Batch) -> float | None:
+    """Rows settled a minute: lately while the batch runs, on average over its run once it stopped."""
+    if batch.started_at is None:
+        return None
+    rows = batch.rows.filter(settled_at__isnull=False)
+    if batch.status == State.RUNNING:
+        since = max(batch.started_at, timezone.now() - RATE_WINDOW)
+        seconds, settled = (
+            (timezone.now() - since).total_seconds(),
+            rows.filter(settled_at__gte=since).count(),
+        )
+    else:
+        last = rows.order_by("-settled_at").values_list("settled_at", flat=True).first()
+        if last is None:
+            return None
+        seconds, settled = (last - batch.started_at).total_seconds(), rows.count()
+    return round(settled / max(seconds, 1) * 60, 1)
+
+
+def in_flight(batch: Batch) -> int:
+    """Rows a sender holds now."""
+    held = batch.rows.filter(status__in=UNSETTLED, claimed_until__gt=timezone.now())
+    return held.exclude(claimed_by="").count()
+
+
 def is_stale(batch: Batch) -> bool:
     beat = batch.heartbeat or batch.started_at
     return batch.status == State.RUNNING and beat is not None and timezone.now() - beat > STALE_AFTER
 
 
+def claim_lease() -> timedelta:
+    """How long a sender holds a row: a little longer than the lease of the row's record (taken at the start of
+    the attempt, when the claim has just been renewed), so a row is taken over only once its record is free."""
+    return lease() + timedelta(seconds=5)
+
+
 def _change(
-    batch: Batch, new: str, event: EventType, acting_user: Any, ip: str | None, *, send: bool
+    batch: Batch,
+    new: str,
+    event: EventType,
+    acting_user: Any,
+    ip: str | None,
+    *,
+    refusal: Callable[[Batch], str],
+    send: bool,
+    extra: dict[str, Any] | None = None,
+    requeue: Q | None = None,
 ) -> Batch:
+    """Move the batch to ``new`` (``refusal`` says why not, judged under the row lock), audited; ``send``:
+    enqueue the batch's senders with the transaction; ``requeue``: these rows' failed attempts are sent again."""
+    starts = []
     with transaction.atomic(durable=True):
+        batch = Batch.objects.select_for_update().select_related("credential").get(pk=batch.pk)
+        if problem := refusal(batch):
+            raise BatchRefused(problem)
+        if requeue is not None:
+            batch.rows.filter(requeue).update(
+                status=RowStatus.PENDING, retry=True, throttled=0, settled_at=None, claimed_until=None
+            )
         batch.status = new
         fields = ["status"]
         if new == State.RUNNING:
+            limit = limits.limit_for(batch.credential)
+            batch.rate_requests, batch.rate_seconds, batch.concurrency = limit
+            batch.generation += 1
             batch.started_at = batch.started_at or timezone.now()
             batch.heartbeat = timezone.now()
-            fields += ["started_at", "heartbeat"]
+            batch.finished_at = None
+            fields += ["rate_requests", "rate_seconds", "concurrency", "generation"]
+            fields += ["started_at", "heartbeat", "finished_at"]
         if new == State.CANCELLED:
             batch.finished_at = timezone.now()
             fields.append("finished_at")
@@ -123,150 +199,306 @@ def _change(
             actor=acting_user,
             target=batch,
             ip=ip,
-            extra={"file_name": batch.file_name, **counts(batch)},
+            extra={"file_name": batch.file_name, **counts(batch), **(extra or {})},
         )
-        start = lambda: None  # noqa: E731
         if send:
             from convadmin.bulk.tasks import run_batch
 
-            start = enqueue_in_transaction(run_batch, batch.pk)
-    start()
-    batch.refresh_from_db()
-    return batch
+            starts = [
+                enqueue_in_transaction(run_batch, batch.pk, batch.generation)
+                for _ in range(batch.concurrency)
+            ]
+    for start in starts:
+        start()
+    return Batch.objects.select_related("credential", "created_by").get(pk=batch.pk)
 
 
 def do_start_batch(batch: Batch, *, acting_user: Any, ip: str | None = None, wait: bool = False) -> Batch:
-    """Send the batch's ready rows (rows with errors are never sent) in the background (``wait``: here)."""
-    if batch.status != State.DRAFT:
-        raise BatchRefused("Only a batch that has not started can be started.")
-    if not batch.rows.filter(status=RowStatus.READY).exists():
-        raise BatchRefused("No row is ready to send: fix the file and upload it again.")
-    batch = _change(batch, State.RUNNING, EventType.BATCH_STARTED, acting_user, ip, send=not wait)
-    return run_batch(batch.pk) if wait else batch
+    """Send the batch's ready rows (rows with errors are never sent) with its senders in the background
+    (``wait``: here, one row at a time)."""
+
+    def refusal(batch: Batch) -> str:
+        if batch.status != State.DRAFT:
+            return "Only a batch that has not started can be started."
+        if not batch.rows.filter(status=RowStatus.READY).exists():
+            return "No row is ready to send: fix the file and upload it again."
+        return ""
+
+    batch = _change(
+        batch, State.RUNNING, EventType.BATCH_STARTED, acting_user, ip, refusal=refusal, send=not wait
+    )
+    return run_batch(batch.pk, batch.generation) if wait else batch
 
 
 def do_pause_batch(batch: Batch, *, acting_user: Any, ip: str | None = None) -> Batch:
-    if batch.status != State.RUNNING:
-        raise BatchRefused("Only a running batch can be paused.")
-    return _change(batch, State.PAUSED, EventType.BATCH_PAUSED, acting_user, ip, send=False)
+    """Stop sending after the rows in flight; nothing is lost (Resume continues)."""
+
+    def refusal(batch: Batch) -> str:
+        return "" if batch.status == State.RUNNING else "Only a running batch can be paused."
+
+    return _change(batch, State.PAUSED, EventType.BATCH_PAUSED, acting_user, ip, refusal=refusal, send=False)
 
 
-def do_resume_batch(batch: Batch, *, acting_user: Any, ip: str | None = None) -> Batch:
-    """Continue a paused batch, or a running one whose worker was lost (stale)."""
-    if not (batch.status == State.PAUSED or is_stale(batch)):
-        raise BatchRefused("Only a paused batch (or one whose worker stopped) can be resumed.")
-    return _change(batch, State.RUNNING, EventType.BATCH_RESUMED, acting_user, ip, send=True)
+def do_resume_batch(
+    batch: Batch, *, acting_user: Any, ip: str | None = None, automatic: bool = False
+) -> Batch:
+    """Continue a paused batch, or a running one whose senders were lost (stale); ``automatic``: done by the
+    ``resume_stalled_batches`` job, which says so in the audit log."""
+
+    def refusal(batch: Batch) -> str:
+        if (batch.status == State.PAUSED and not automatic) or is_stale(batch):
+            return ""
+        return "Only a paused batch (or one whose worker stopped) can be resumed."
+
+    extra = {"automatic": True} if automatic else None
+    return _change(
+        batch,
+        State.RUNNING,
+        EventType.BATCH_RESUMED,
+        acting_user,
+        ip,
+        refusal=refusal,
+        send=True,
+        extra=extra,
+    )
 
 
 def do_cancel_batch(batch: Batch, *, acting_user: Any, ip: str | None = None) -> Batch:
-    """Stop for good: rows not yet sent stay unsent (a row being sent finishes)."""
-    if batch.status not in (State.DRAFT, State.RUNNING, State.PAUSED):
-        raise BatchRefused("This batch has already finished.")
-    return _change(batch, State.CANCELLED, EventType.BATCH_CANCELLED, acting_user, ip, send=False)
+    """Stop for good: rows not yet sent stay unsent (rows in flight finish)."""
+
+    def refusal(batch: Batch) -> str:
+        if batch.status in (State.DRAFT, State.RUNNING, State.PAUSED):
+            return ""
+        return "This batch has already finished."
+
+    return _change(
+        batch, State.CANCELLED, EventType.BATCH_CANCELLED, acting_user, ip, refusal=refusal, send=False
+    )
 
 
 def do_retry_failed(batch: Batch, *, acting_user: Any, ip: str | None = None) -> Batch:
     """Send the failed rows again: each as a retry of its record (a record that may exist is looked up)."""
-    if batch.status != State.DONE:
-        raise BatchRefused("Failed rows can be retried once the batch has finished.")
-    if not batch.rows.filter(status=RowStatus.FAILED, conversation__isnull=False).exists():
-        raise BatchRefused("No row failed at the provider.")
-    batch.rows.filter(status=RowStatus.FAILED, conversation__isnull=False).update(status=RowStatus.PENDING)
-    batch.finished_at = None
-    batch.save(update_fields=["finished_at"])
-    return _change(batch, State.RUNNING, EventType.BATCH_RESUMED, acting_user, ip, send=True)
+    failed = Q(status=RowStatus.FAILED, conversation__isnull=False)
 
+    def refusal(batch: Batch) -> str:
+        if batch.status != State.DONE:
+            return "Failed rows can be retried once the batch has finished."
+        if not batch.rows.filter(failed).exists():
+            return "No row failed at the provider."
+        return ""
 
-# --- the job ------------------------------------------------------------------------------------------
-
-
-def run_batch(pk: int) -> Batch:
-    """The batch job: send every ready row (and settle every pending one) in file order at the batch's pace,
-    checking between rows whether the batch was paused or cancelled. Safe to run again at any point."""
-    batch = Batch.objects.select_related("credential", "created_by").get(pk=pk)
-    pacer = limits.Pacer(batch.rate_requests, batch.rate_seconds)
-    ids = list(
-        batch.rows.filter(status__in=[RowStatus.READY, RowStatus.PENDING])
-        .order_by("number")
-        .values_list("pk", flat=True)
+    return _change(
+        batch,
+        State.RUNNING,
+        EventType.BATCH_RESUMED,
+        acting_user,
+        ip,
+        refusal=refusal,
+        send=True,
+        requeue=failed,
     )
-    for start in range(0, len(ids), 100):
-        for row in BatchRow.objects.filter(pk__in=ids[start : start + 100]).select_related("conversation"):
-            state = Batch.objects.filter(pk=pk).values_list("status", flat=True).get()
-            if state != State.RUNNING:
-                return Batch.objects.get(pk=pk)
-            Batch.objects.filter(pk=pk).update(heartbeat=timezone.now())
-            try:
-                send_row(batch, row, pacer)
-            except _Skip:
-                continue
-    return _finish(pk)
 
 
-def send_row(batch: Batch, row: BatchRow, pacer: limits.Pacer) -> None:
-    conversation = row.conversation
-    if conversation is not None and conversation.status == Status.FAILED:  # "retry failed rows"
-        conversation = _retry(batch, conversation, pacer)
-    else:
-        pacer.wait()
-        conversation = _create(batch, row)
-    for _attempt in range(MAX_429_RETRIES):
-        if not (conversation.status == Status.FAILED and conversation.error_status == 429):
+def resume_stalled_batches() -> list[int]:
+    """Every minute (JOBS_SCHEDULE): resume each running batch whose senders all stopped (their worker was
+    killed, or their jobs were lost), as the system user; returns the batches resumed."""
+    cutoff = timezone.now() - STALE_AFTER
+    stalled = Batch.objects.filter(status=State.RUNNING).filter(
+        Q(heartbeat__lt=cutoff) | Q(heartbeat__isnull=True, started_at__lt=cutoff)
+    )
+    resumed = []
+    for batch in stalled:
+        try:
+            do_resume_batch(batch, acting_user=system_user(), automatic=True)
+        except BatchRefused:  # it moved on meanwhile (a sender beat, someone paused it)
+            continue
+        resumed.append(batch.pk)
+    return resumed
+
+
+# --- the senders --------------------------------------------------------------------------------------
+
+
+def run_batch(pk: int, generation: int | None = None, *, sender: str = "") -> Batch:
+    """One sender of the batch: claim the next row in file order, wait for the credential's next slot, make
+    one attempt, and again, until no row is left (then the batch is done) or the batch is paused, cancelled or
+    run anew (a newer ``generation``). Safe to run again at any point, and N at once."""
+    batch = Batch.objects.select_related("credential", "created_by").get(pk=pk)
+    generation = batch.generation if generation is None else generation
+    sender = (sender or f"process {os.getpid()}")[:64]
+    while True:
+        row = _claim(batch, generation, sender)
+        if row is None:  # stopped
             break
-        wait = conversation.retry_after
-        limits.sleep(float(wait) if isinstance(wait, int | float) else BACKOFF_SECONDS)
-        pacer.wait()
-        conversation = _create(batch, row, retry_of=conversation)
-    row.conversation = conversation
-    row.status = conversation.status
-    row.save(update_fields=["conversation", "status"])
+        if row is _NOTHING:
+            if not batch.rows.filter(status__in=UNSETTLED).exists():
+                return _finish(pk)
+            # Other senders' rows are in flight: wait for them (a killed sender's row is taken over here).
+            if _wait(batch, generation, POLL_SECONDS):
+                continue
+            break
+        interval = limits.limit_for(batch.credential).interval
+        if not _wait(batch, generation, limits.reserve(batch.credential, interval), row):
+            BatchRow.objects.filter(pk=row.pk).update(claimed_until=None, claimed_by="")
+            break
+        _attempt(batch, row)
+    return Batch.objects.select_related("credential", "created_by").get(pk=pk)
 
 
-def _create(batch: Batch, row: BatchRow, retry_of: Conversation | None = None) -> Conversation:
-    """The row's record: made and sent now, or — after a killed worker — the one its key already made,
-    settled by the create job (claim, look-up before any re-send)."""
-    try:
-        conversation = services.do_create_conversation(
-            retry_of.request_body if retry_of else row.body,
-            credential=batch.credential,
-            acting_user=batch.created_by,
-            idempotency_key=None if retry_of else row.key,
-            retry_of=retry_of,
-            batch=batch,
-            wait=True,
+_NOTHING: Any = object()
+
+
+def _running(batch: Batch, generation: int) -> bool:
+    """Is this run of the batch still on? Writes the heartbeat when it is."""
+    return bool(
+        Batch.objects.filter(pk=batch.pk, status=State.RUNNING, generation=generation).update(
+            heartbeat=timezone.now()
         )
+    )
+
+
+def _claim(batch: Batch, generation: int, sender: str) -> BatchRow | None:
+    """The next row to send, held for this sender (``_NOTHING``: none free now; None: the run stopped)."""
+    now = timezone.now()
+    with transaction.atomic():
+        if not _running(batch, generation):
+            return None
+        row = (
+            batch.rows.filter(status__in=UNSETTLED)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .select_for_update(skip_locked=True)
+            .order_by("number")
+            .first()
+        )
+        if row is None:
+            return _NOTHING
+        row.claimed_until, row.claimed_by = now + claim_lease(), sender
+        row.save(update_fields=["claimed_until", "claimed_by"])
+    return row
+
+
+def _wait(batch: Batch, generation: int, seconds: float, row: BatchRow | None = None) -> bool:
+    """Sleep ``seconds`` in pieces, keeping the heartbeat (and the row's claim) fresh; False as soon as the run
+    stopped (paused, cancelled, run anew)."""
+    while seconds > 0:
+        piece = min(seconds, BEAT_SECONDS)
+        limits.sleep(piece)
+        seconds -= piece
+        if not _running(batch, generation):
+            return False
+        if row is not None:
+            BatchRow.objects.filter(pk=row.pk).update(claimed_until=timezone.now() + claim_lease())
+    return True
+
+
+def _attempt(batch: Batch, row: BatchRow) -> None:
+    """One provider attempt for the row: send it, settle its record, or send its failed attempt again."""
+    conversation = _latest(row)
+    try:
+        if conversation is None:
+            conversation = _create(batch, row)
+        elif conversation.status == Status.PENDING:
+            # A killed sender's record: the create job claims it and looks it up before any re-send.
+            conversation = services.run_create(conversation.pk)
+        elif conversation.status == Status.FAILED and row.retry:
+            conversation = _retry(batch, row, conversation)
+            if conversation is None:
+                return
     except services.ValidationFailed as exc:  # e.g. the credential was disabled meanwhile
         row.errors = [
             {"column": path, "label": path, "message": " ".join(messages), "value": ""}
             for path, messages in exc.errors.items()
         ]
-        row.status = RowStatus.INVALID
-        row.save(update_fields=["errors", "status"])
-        raise _Skip from None
+        _save(row, status=RowStatus.INVALID, conversation=None)
+        return
     if conversation.status == Status.PENDING:
-        conversation = services.run_create(conversation.pk)
-    latest = conversation.retries.order_by("-pk").first() if retry_of is None else None
-    return latest or conversation
+        # Another job holds its record (a killed sender's attempt): look again once that lease ends.
+        until = conversation.lease_until or timezone.now() + timedelta(seconds=BEAT_SECONDS)
+        _save(row, status=RowStatus.PENDING, conversation=conversation, until=until)
+    elif _throttled(conversation) and row.throttled < MAX_429_RETRIES:
+        wait = conversation.retry_after or BACKOFF_SECONDS * 2**row.throttled
+        limits.hold(batch.credential, float(wait))
+        row.throttled += 1
+        _save(row, status=RowStatus.PENDING, conversation=conversation, retry=True)
+    else:
+        _save(row, status=conversation.status, conversation=conversation)
 
 
-def _retry(batch: Batch, conversation: Conversation, pacer: limits.Pacer) -> Conversation:
-    pacer.wait()
+def _throttled(conversation: Conversation) -> bool:
+    return conversation.status == Status.FAILED and conversation.error_status == 429
+
+
+def _latest(row: BatchRow) -> Conversation | None:
+    """The row's newest attempt: its record (found by the row's create key when a killed sender could not note
+    it), or the last retry of it."""
+    conversation = row.conversation or Conversation.objects.filter(idempotency_key=row.key).first()
+    while conversation is not None and (later := conversation.retries.order_by("-pk").first()):
+        conversation = later
+    return conversation
+
+
+def _create(batch: Batch, row: BatchRow) -> Conversation:
+    conversation = services.do_create_conversation(
+        row.body,
+        credential=batch.credential,
+        acting_user=batch.created_by,
+        idempotency_key=row.key,
+        batch=batch,
+        wait=True,
+    )
+    if getattr(conversation, "replayed", False):  # made meanwhile by another sender: its newest attempt
+        return _latest(row) or conversation
+    return conversation
+
+
+def _retry(batch: Batch, row: BatchRow, conversation: Conversation) -> Conversation | None:
+    """Send a failed attempt again as a retry of its record (None: the row was settled as it is)."""
     try:
         retried = services.do_retry_conversation(conversation, acting_user=batch.created_by)
     except services.ActionRefused:
-        return conversation
+        latest = _latest(row)
+        if latest is not None and latest.pk != conversation.pk:
+            return latest  # retried meanwhile (another sender, a person on the record's page)
+        _save(row, status=conversation.status, conversation=conversation)  # it cannot be sent again now
+        return None
+    except services.CallFailed:  # the look-up before the retry could not tell: the record says so
+        _save(row, status=Status.FAILED, conversation=Conversation.objects.get(pk=conversation.pk))
+        return None
     Conversation.objects.filter(pk=retried.pk, batch__isnull=True).update(batch=batch)
     return retried
 
 
-class _Skip(Exception):
-    pass
+def _save(
+    row: BatchRow,
+    *,
+    status: str,
+    conversation: Conversation | None,
+    until: Any = None,
+    retry: bool = False,
+) -> None:
+    """Note the row's outcome: settled (created, failed, invalid) or, while pending, free to claim from
+    ``until`` (None: at once) and whether its failed attempt is to be sent again."""
+    row.status, row.conversation, row.retry = status, conversation, retry
+    row.claimed_until, row.claimed_by = until, ""
+    row.settled_at = None if status == RowStatus.PENDING else timezone.now()
+    row.save(
+        update_fields=[
+            "status",
+            "conversation",
+            "retry",
+            "throttled",
+            "errors",
+            "claimed_until",
+            "claimed_by",
+            "settled_at",
+        ]
+    )
 
 
 def _finish(pk: int) -> Batch:
     with transaction.atomic(durable=True):
         batch = Batch.objects.select_for_update().get(pk=pk)
-        if batch.status != State.RUNNING:
+        if batch.status != State.RUNNING or batch.rows.filter(status__in=UNSETTLED).exists():
             return batch
         batch.status = State.DONE
         batch.finished_at = timezone.now()
@@ -277,4 +509,4 @@ def _finish(pk: int) -> Batch:
             target=batch,
             extra={"file_name": batch.file_name, **counts(batch)},
         )
-    return batch
+    return Batch.objects.select_related("credential", "created_by").get(pk=pk)

@@ -9,7 +9,6 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 import providers
@@ -150,10 +149,6 @@ def progress(batch: Batch) -> dict[str, Any]:
     counts = services.counts(batch)
     sent = counts[RowStatus.CREATED] + counts[RowStatus.FAILED]
     to_send = sent + counts[RowStatus.READY] + counts[RowStatus.PENDING]
-    rate = None
-    if batch.started_at and sent:
-        seconds = ((batch.finished_at or timezone.now()) - batch.started_at).total_seconds()
-        rate = round(sent / max(seconds, 1) * 60, 1)
     ready = counts[RowStatus.READY] + counts[RowStatus.PENDING] + sent
     problems = counts[RowStatus.INVALID] + counts[RowStatus.DUPLICATE]
     return {
@@ -161,7 +156,8 @@ def progress(batch: Batch) -> dict[str, Any]:
         "counts": counts,
         "sent": sent,
         "to_send": to_send,
-        "rate": rate,
+        "in_flight": services.in_flight(batch),
+        "rate": services.rate(batch),
         "stale": services.is_stale(batch),
         "polling": batch.status == State.RUNNING and not services.is_stale(batch),
     }
