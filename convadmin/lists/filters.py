@@ -64,12 +64,15 @@ class QuickSelect(forms.Select):
     def use_required_attribute(self, initial: Any) -> bool:
         return False  # filters are optional; and asking would run a lazy choices query once more
 
+    #: ``(value, label)`` rows straight from :func:`plain_choices` (Django's ``choices`` normalizes each one).
+    pairs: Callable[[], Iterable] | None = None
+
     def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> str:
         chosen = set(self.format_value(value))
         options = "".join(
             f'<option value="{escape(str(option))}"{" selected" if str(option) in chosen else ""}>'
             f"{escape(str(label))}</option>"
-            for option, label in self.choices
+            for option, label in (self.pairs() if self.pairs else self.choices)
         )
         return format_html(
             '<select name="{}"{}>{}</select>',
@@ -82,7 +85,7 @@ class QuickSelect(forms.Select):
 def plain_choices(field: forms.Field, pairs: QuerySet | Callable[[], Iterable], empty: str) -> None:
     """Render a model choice field from ``(value, label)`` rows (or a function returning them): no model
     instance per option, and no query unless the form is rendered (htmx fragments leave it out)."""
-    field.widget.choices = lambda: [("", empty), *(pairs() if callable(pairs) else pairs)]
+    field.widget.choices = field.widget.pairs = lambda: [("", empty), *(pairs() if callable(pairs) else pairs)]
 
 
 def date_input() -> forms.DateInput:
