@@ -3,6 +3,7 @@ whatever the number of records) and from small tables (credentials, pending reco
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,12 +82,17 @@ class DashboardFilterForm(FilterForm):
 
 def list_link(**params: Any) -> str:
     """The conversation list filtered like this (empty values left out)."""
-    query = "&".join(
-        f"{k}={quote(v.isoformat() if isinstance(v, date) else str(v))}"
-        for k, v in params.items()
-        if v not in (None, "")
-    )
+    query = "&".join(f"{k}={_quoted(v)}" for k, v in params.items() if v not in (None, ""))
     return f"{_list_url()}?{query}" if query else _list_url()
+
+
+_PLAIN = re.compile(r"[\w.~-]*\Z", re.ASCII).match
+
+
+def _quoted(value: Any) -> str:
+    """``value`` URL-quoted; a date, an id or a provider name (hundreds of links a page) as it is."""
+    text = value.isoformat() if isinstance(value, date) else str(value)
+    return text if _PLAIN(text) else quote(text)
 
 
 def _list_url() -> str:
