@@ -17,7 +17,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Func, Q, QuerySet, TextField, Value
 from django.db.models.functions import Lower
 from django.utils.functional import cached_property
 
@@ -129,6 +129,26 @@ def search(qs: QuerySet, text: str) -> QuerySet:
     return qs.filter(search_text__contains=text)
 
 
+def whole_word(qs: QuerySet, text: str) -> QuerySet:
+    """Records where ``text`` is one whole space-separated word of ``search_text`` (an external id, a
+    participant, a word of the name). PostgreSQL answers it from a GIN index on the words (migration 0009):
+    one posting list, however large the table, where the trigram index intersects one list per trigram
+    (a UUID or an e-mail address has dozens of common ones: ~0.3 s at 10M records)."""
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.fields import ArrayField
+
+        words = Func(
+            "search_text", Value(" "), function="string_to_array", output_field=ArrayField(TextField())
+        )
+        return qs.alias(search_words=words).filter(search_words__contains=[text])
+    return qs.filter(
+        Q(search_text=text)
+        | Q(search_text__startswith=f"{text} ")
+        | Q(search_text__endswith=f" {text}")
+        | Q(search_text__contains=f" {text} ")
+    )
+
+
 def scan(qs: QuerySet, text: str) -> QuerySet:
     """The same search as :func:`search`, written so that no index can answer it (LOWER() of an already
     lower-case column): inside a window of records, a check per record is bounded; the trigram index,
@@ -140,6 +160,10 @@ def scan(qs: QuerySet, text: str) -> QuerySet:
 #: newest after the page's cursor, through the (filter, created_at, id) indexes) and says it stopped there.
 SEARCH_WINDOW = 5_000
 SEARCH_TIMEOUT_MS = 30
+#: ... unless it is one word of at least WORD_MIN characters found as a whole word in 1 to WORD_CAP records:
+#: those are listed (all of them, in order), and the page says the search was for the whole word.
+WORD_MIN = 6
+WORD_CAP = 5_000
 #: PostgreSQL: any list query still running after this is cancelled and the page says so (never a 500).
 LIST_TIMEOUT_MS = 2_000
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
@@ -190,6 +214,8 @@ class Bounded:
     page: Page
     #: Records read when the search stopped at SEARCH_WINDOW (0: it did not stop there).
     window: int = 0
+    #: The search ran past SEARCH_TIMEOUT_MS and these are the records where it is a whole word.
+    words: bool = False
     #: The whole list query ran past LIST_TIMEOUT_MS and was cancelled.
     timed_out: bool = False
 
@@ -211,9 +237,10 @@ def conversation_page(
     """The page the cursor asks for of ``qs`` (the filtered list, before the search) searched for ``text``,
     with bounded work. ``keys``: the same filtered records as a model query (the window is cut from it).
 
-    A search runs as the planner likes for SEARCH_TIMEOUT_MS; past that, it checks only the next
-    SEARCH_WINDOW records, and the page says so and offers to go on from where it stopped. Without a search,
-    the page runs under LIST_TIMEOUT_MS unless ``guard`` is False (:func:`read_by_index`).
+    A search runs as the planner likes for SEARCH_TIMEOUT_MS; past that, one word is looked up as a whole
+    word (:func:`whole_word`), and else it checks only the next SEARCH_WINDOW records, and the page says so
+    and offers to go on from where it stopped. Without a search, the page runs under LIST_TIMEOUT_MS unless
+    ``guard`` is False (:func:`read_by_index`).
     """
     page = lambda q, **k: keyset_page(q, field="created_at", size=size, **k)  # noqa: E731
     try:
@@ -225,6 +252,19 @@ def conversation_page(
                     return Bounded(page(search(qs, text), after=after, before=before))
             except ListTimeout:
                 pass
+            if len(text) >= WORD_MIN and not any(c.isspace() for c in text):
+                try:
+                    with time_limit(SEARCH_TIMEOUT_MS):
+                        # Unordered and capped: the planner reads the word's posting list, not a whole index.
+                        ids = list(
+                            whole_word(keys, text).order_by().values_list("pk", flat=True)[: WORD_CAP + 1]
+                        )
+                        if 0 < len(ids) <= WORD_CAP:
+                            return Bounded(
+                                page(qs.filter(pk__in=ids), after=after, before=before), words=True
+                            )
+                except ListTimeout:
+                    pass
             with time_limit(LIST_TIMEOUT_MS):
                 start = keys.filter(_older_than("created_at", after)) if after else keys
                 edge = list(
