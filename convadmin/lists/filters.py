@@ -85,7 +85,10 @@ class QuickSelect(forms.Select):
 def plain_choices(field: forms.Field, pairs: QuerySet | Callable[[], Iterable], empty: str) -> None:
     """Render a model choice field from ``(value, label)`` rows (or a function returning them): no model
     instance per option, and no query unless the form is rendered (htmx fragments leave it out)."""
-    field.widget.choices = field.widget.pairs = lambda: [("", empty), *(pairs() if callable(pairs) else pairs)]
+    field.widget.choices = field.widget.pairs = lambda: [
+        ("", empty),
+        *(pairs() if callable(pairs) else pairs),
+    ]
 
 
 def date_input() -> forms.DateInput:
