@@ -1,26 +1,32 @@
 #!/usr/bin/env python
-"""`make bench`: convadmin's inspect pages at a million records, over HTTP, side by side with the Django admin.
+"""`make bench`: convadmin's inspect pages at a million and ten million records, over HTTP, side by side with the
+Django admin, in one run.
 
-1. Creates (once) the PostgreSQL database ``convadmin_bench`` on ``BENCH_PG`` (default
-   ``postgres://postgres@127.0.0.1:5432/``), migrates it, and seeds ``BENCH_ROWS`` (default 1,000,000)
-   conversation records with users, credentials and participants by COPY, secondary indexes dropped
-   during the load and rebuilt after. A database already holding the rows is not seeded again.
+1. For each size (BENCH_ROWS, comma-separated; unset: 1,000,000, plus 10,000,000 once ``convadmin_bench10m``
+   holds a finished seed) creates (once) its PostgreSQL database on ``BENCH_PG`` (default
+   ``postgres://postgres@127.0.0.1:5432/``; ``convadmin_bench`` for 1M, ``convadmin_bench10m`` for 10M, or
+   BENCH_DB, one name per size), migrates it, and seeds the records with users, credentials and participants
+   by COPY, secondary indexes dropped during the load and rebuilt after; then counts the dashboard's rollups
+   in SQL. A database already holding the rows is not seeded again; how long seeding took is kept in it
+   (``bench_memo``) and reported by every later run.
 2. Starts gunicorn on it (bench/faults.py's stack: 2 workers, DEBUG off, persistent connections with health
-   checks), logs in over HTTP, and times our list page (first page, 20 pages deep, 500,000 rows deep, the last
-   page, filters, searches, the sparse searches that used to scan) against the default admin changelist
-   (``/admin/``) and a tuned one (``/tuned-admin/``, bench/tuned_admin.py): p50 / p95 each, the three taken in
-   turns, with the load average.
-3. Creates 200 conversations through ``do_create_conversation`` against the sandbox (Twilio, on
-   loopback, in its own process) and reports the service's wall time minus the provider round trips
-   its Exchange rows measured: our overhead per create.
-4. Runs ``export_conversations`` (JSONL and CSV) over every row in a subprocess: rows/s and peak RSS.
-5. Prints a table and writes it to bench/results.md with the machine and the date (sections of other
-   benches there are kept).
+   checks), and granian beside it when installed, logs in over HTTP, and times our list page (first page, 20
+   pages deep, half the table deep, the last page, filters, searches, the sparse searches that used to scan)
+   against the default admin changelist (``/admin/``) and a tuned one (``/tuned-admin/``,
+   bench/tuned_admin.py): p50 / p95 each, taken in turns, with the load average. Then the dashboard: its kept
+   figures and counted afresh.
+3. At the smallest size: creates 200 conversations through ``do_create_conversation`` against the sandbox
+   (Twilio, on loopback, in its own process) and reports the service's wall time minus the provider round
+   trips its Exchange rows measured (our overhead per create); runs ``export_conversations`` (JSONL and CSV)
+   over every row in a subprocess (rows/s and peak RSS).
+4. Prints a table and writes it to bench/results.md with the machine and the date (sections of other
+   benches there are kept), then bench/notes.md.
 
-Environment: BENCH_PG, BENCH_DB (convadmin_bench), BENCH_ROWS, BENCH_REPEAT (timed requests per page, 9),
-BENCH_CREATES (200), BENCH_RESEED=1 to drop and seed again, BENCH_PAGES_ONLY=1 (no creates, no exports),
-BENCH_OUT (write the results there instead), BENCH_ADMIN=first (time the admins on page 1 and one filter only),
-BENCH_SEED_ONLY=1 (create, migrate and seed the database, time nothing).
+Environment: BENCH_PG, BENCH_ROWS, BENCH_DB, BENCH_REPEAT (timed requests per page, 9), BENCH_CREATES (200),
+BENCH_RESEED=1 to drop and seed again, BENCH_SEED_ONLY=1 (create, migrate and seed, time nothing),
+BENCH_PAGES_ONLY=1 (no creates, no exports), BENCH_OUT (write the results there instead), BENCH_ADMIN=first
+(time the admins on page 1 and one filter only; the default above a million records) or all,
+BENCH_GRANIAN=0 (gunicorn only).
 """
 
 from __future__ import annotations
