@@ -979,13 +979,13 @@ def _verdicts(r: dict[str, Any], granian: bool) -> list[tuple[str, int, bool, st
             "≥ 10x the default admin on every page it was measured on",
             rows,
             least[1] >= 10,
-            f"{least[1]:.1f}x at worst ({least[0]}), {statistics.median(v for _, v in vs_admin):.1f}x median",
+            f"{least[1]:.2f}x at worst ({least[0]}), {statistics.median(v for _, v in vs_admin):.1f}x median",
         ),
         (
             "≥ 3x the tuned admin on page 1",
             rows,
             tuned_first["p50"] / first["p50"] >= 3,
-            f"{tuned_first['p50'] / first['p50']:.1f}x ({tuned_first['p50']:.1f} vs {first['p50']:.1f} ms)",
+            f"{tuned_first['p50'] / first['p50']:.2f}x ({tuned_first['p50']:.1f} vs {first['p50']:.1f} ms)",
         ),
         (
             "worst sparse search / filter p95 ≤ 100 ms",
