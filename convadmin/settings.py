@@ -277,6 +277,9 @@ JOBS_SCHEDULE = {
     "convadmin.dashboard.tasks.refresh_dashboard": 3600,
     "convadmin.bulk.tasks.resume_stalled_batches": 60,
 }
+#: The dashboard keeps its figures this many seconds per filter in each server process (the page says when
+#: they were counted); 0: counted on every view.
+DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=60)
 #: Finished task results older than this are deleted by the daily prune job (database backend).
 JOBS_RESULT_RETENTION_DAYS = env.int("JOBS_RESULT_RETENTION_DAYS", default=14)
 

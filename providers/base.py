@@ -201,6 +201,7 @@ class Provider(Protocol):
     CACHED_SECRETS: tuple[
         str, ...
     ]  # secrets the module caches (an access token): no rotation, no fingerprint
+    TOKEN_EXPIRES_AT: str | None  # the cached secret holding the access token's expiry (ISO 8601)
     PARTICIPANT_IDENTITY: tuple[str, ...]  # paths that identify a participant across two reads
     SIGN_IN: bool  # a person signs in through the browser (authorize_url / redeem_code)
     KEYSTORE_UPLOAD: bool  # the credential comes as a file the provider's console downloads
@@ -256,6 +257,7 @@ HOOK_DEFAULTS: dict[str, Any] = {
     "URL_HOSTS": {"base_url": ()},
     "KEPT_SECRETS": (),
     "CACHED_SECRETS": (),
+    "TOKEN_EXPIRES_AT": None,
     "PARTICIPANT_IDENTITY": ("id",),
     "SIGN_IN": False,
     "KEYSTORE_UPLOAD": False,

@@ -12,7 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -65,6 +65,10 @@ OAUTH_VERSION = "2021-07-28"
 ID_PATTERN = re.compile(r"[A-Za-z0-9]{16,32}")
 BODY_KEYS = ("locationId", "contactId")
 OAUTH_KEYS = ("refresh_token", "client_id", "client_secret")
+#: When the OAuth access token a refresh stored expires (ISO 8601, UTC; from the reply's ``expires_in``): shown
+#: by the dashboard's credential health. A typed token's expiry is not known.
+CACHED_SECRETS = ("token_expires_at",)
+TOKEN_EXPIRES_AT = "token_expires_at"
 
 #: Pauses between searches for an existing conversation: search lags behind creates for a moment.
 SEARCH_RETRY_DELAYS = (1.0, 2.0)
@@ -315,7 +319,12 @@ def refresh(credential: Credential, http: Http) -> str:
     token = data["access_token"]
     rotated = data.get("refresh_token") or credential.secrets["refresh_token"]
     http.add_secret(token, rotated)
-    credential.update_secrets(token=token, refresh_token=rotated)
+    try:
+        lifetime = timedelta(seconds=int(data.get("expires_in")))
+        expires = {TOKEN_EXPIRES_AT: (datetime.now(UTC) + lifetime).isoformat(timespec="seconds")}
+    except (TypeError, ValueError, OverflowError):
+        expires = {TOKEN_EXPIRES_AT: "unknown"}  # not said: not the previous token's either
+    credential.update_secrets(token=token, refresh_token=rotated, **expires)
     return token
 
 

@@ -121,6 +121,7 @@ KEPT_SECRETS = ("refresh_token",)  # obtained by signing in, not typed
 #: The signed-in user's access token and when it expires (ISO 8601, UTC): reused until
 #: :data:`ACCESS_TOKEN_MARGIN` before then, so parallel calls do not each spend the single-use refresh token.
 CACHED_SECRETS = ("access_token", "access_token_expires_at")
+TOKEN_EXPIRES_AT = "access_token_expires_at"  # the dashboard's credential health shows it
 ACCESS_TOKEN_MARGIN = 120  # seconds: a token with less left is refreshed (a call can take a while)
 PARTICIPANT_IDENTITY = ("emailAddress.address",)
 SIGN_IN = True

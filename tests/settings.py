@@ -15,6 +15,9 @@ from convadmin.settings import *  # noqa: F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+DASHBOARD_CACHE_SECONDS = (
+    0  # every view counts afresh (tests/dashboard turns the cache on where it is tested)
+)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["ENGINE"] = "tests.sqlite_backend"  # noqa: F405  (a flush may empty the audit table)
 

@@ -29,6 +29,7 @@ from convadmin.conversations.queries import (
     ConversationFilterForm,
     conversation_page,
     filter_conversations,
+    read_by_index,
     search_text,
 )
 from convadmin.exchanges.models import Exchange
@@ -47,8 +48,8 @@ LIST_FIELDS = (
     "outcome_unknown",
     "external_id",
     "created_at",
-    "credential__label",
-    "created_by__username",
+    "credential_id",
+    "created_by_id",
 )
 #: Characters of a stored body shown on the page; the rest is a download away.
 PREVIEW_CHARS = 6000
@@ -62,6 +63,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     filters = form.filters()
     # Plain dicts, their rows built by the ``conversation_rows`` tag: a page of 200 model instances (and
     # their credential and user) plus template filters per cell would cost more than the query itself.
+    # Credential labels and usernames come from the form's choices (form.credential_labels, .usernames).
     qs = Conversation.objects.values(*LIST_FIELDS)
     unsearched = {**filters, "q": None} if filters.get("q") is not NO_MATCH else filters
     bounded = conversation_page(
@@ -71,6 +73,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
         size=form.page_size(),
         after=decode_cursor(request.GET.get("after")),
         before=decode_cursor(request.GET.get("before")),
+        guard=not read_by_index(unsearched),
     )
     context = {"form": form, "page": bounded.page, "bounded": bounded, "filtered": bool(filters)}
     return render_list(request, "conversations/list.html", context)

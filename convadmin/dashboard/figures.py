@@ -3,6 +3,7 @@ whatever the number of records) and from small tables (credentials, pending reco
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 import providers
 from convadmin.conversations.models import Status
+from convadmin.credentials.crypto import SecretUnreadable
 from convadmin.credentials.models import Credential, provider_choices
 from convadmin.dashboard.models import LATENCY_BUCKETS, DailyLatency, DailyOutcome, HourlyOutcome, Outcome
 from convadmin.lists.filters import FilterForm, QuickSelect, date_input, day_start, plain_choices
@@ -80,12 +82,17 @@ class DashboardFilterForm(FilterForm):
 
 def list_link(**params: Any) -> str:
     """The conversation list filtered like this (empty values left out)."""
-    query = "&".join(
-        f"{k}={quote(v.isoformat() if isinstance(v, date) else str(v))}"
-        for k, v in params.items()
-        if v not in (None, "")
-    )
+    query = "&".join(f"{k}={_quoted(v)}" for k, v in params.items() if v not in (None, ""))
     return f"{_list_url()}?{query}" if query else _list_url()
+
+
+_PLAIN = re.compile(r"[\w.~-]*\Z", re.ASCII).match
+
+
+def _quoted(value: Any) -> str:
+    """``value`` URL-quoted; a date, an id or a provider name (hundreds of links a page) as it is."""
+    text = value.isoformat() if isinstance(value, date) else str(value)
+    return text if _PLAIN(text) else quote(text)
 
 
 def _list_url() -> str:
@@ -178,6 +185,12 @@ class CredentialHealth:
     ok: bool | None
     signed_in_at: datetime | None
     conversations_link: str
+    #: When the access token the app keeps expires (Graph sign-in, HighLevel OAuth), None: not known.
+    token_expires_at: datetime | None = None
+
+    @property
+    def token_expired(self) -> bool:
+        return self.token_expires_at is not None and self.token_expires_at <= timezone.now()
 
     @property
     def state(self) -> str:
@@ -323,7 +336,7 @@ def credential_health(filters: Mapping[str, Any]) -> list[CredentialHealth]:
     if filters.get("credential"):
         credentials = credentials.filter(pk=filters["credential"].pk)
     health = []
-    for credential in credentials.defer("secret"):
+    for credential in credentials:
         signed_in = credential.settings.get("signed_in_at")
         health.append(
             CredentialHealth(
@@ -332,9 +345,30 @@ def credential_health(filters: Mapping[str, Any]) -> list[CredentialHealth]:
                 ok=credential.last_check_ok,
                 signed_in_at=parse_datetime(signed_in) if isinstance(signed_in, str) else None,
                 conversations_link=list_link(credential=credential.pk),
+                token_expires_at=token_expiry(credential),
             )
         )
     return health
+
+
+def token_expiry(credential: Credential) -> datetime | None:
+    """When the access token the app keeps for ``credential`` expires: the provider's ``TOKEN_EXPIRES_AT``
+    secret (Graph's sign-in, HighLevel's OAuth refresh store it with the token). The secrets are decrypted
+    here and only that timestamp leaves this function. None: the provider keeps no such token, none is
+    stored yet (a typed token), or the secrets cannot be read."""
+    key = (
+        providers.get(credential.provider).TOKEN_EXPIRES_AT
+        if credential.provider in providers.NAMES
+        else None
+    )
+    if not key:
+        return None
+    try:
+        value = credential.get_secrets().get(key)
+    except SecretUnreadable:
+        return None
+    when = parse_datetime(value) if isinstance(value, str) else None
+    return when if when is not None and when.tzinfo is not None else None
 
 
 def open_work(filters: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,18 +3,24 @@ charts each with a table, and links into the conversation list filtered the same
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_safe
 from django_htmx.http import push_url
 
-from convadmin.accounts.roles import READERS, role_required
+from convadmin.accounts.roles import READERS, role_required, user_roles
 from convadmin.conversations.models import Conversation, Status
 from convadmin.dashboard import charts, figures
 from convadmin.dashboard.models import Outcome
@@ -97,11 +103,39 @@ def latency_chart(label: str, rows: Sequence[tuple[date, int | None, int | None]
 @role_required(READERS)
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
+    """The page, or its ``#figures`` for htmx. The figures (every query and chart) are kept
+    ``DASHBOARD_CACHE_SECONDS`` per filter, role set and server process, and say when they were counted."""
     form = figures.DashboardFilterForm(request.GET)
+    seconds = settings.DASHBOARD_CACHE_SECONDS
+    key = _cache_key(request)
+    html = cache.get(key) if seconds else None
+    if html is None:
+        html = render_to_string(f"{TEMPLATE}#figures", _figures_context(form, seconds), request)
+        if seconds:
+            cache.set(key, html, seconds)
+    html = mark_safe(html)  # noqa: S308 - rendered by the template engine above, escaped there
+    if fragment_or_page(request, TEMPLATE, "figures") == TEMPLATE:
+        return render(request, TEMPLATE, {"form": form, "figures": html})
+    query = form.query()
+    return push_url(HttpResponse(html), f"{request.path}?{query.urlencode()}" if query else request.path)
+
+
+def _cache_key(request: HttpRequest) -> str:
+    """Figures differ by filter (the query as sent, errors included), by day (the default period ends
+    today) and by role (an administrator's empty state links to a new credential)."""
+    query = urlencode(sorted(request.GET.lists()), doseq=True)
+    roles = ",".join(sorted(user_roles(request.user)))
+    digest = hashlib.sha256(f"{timezone.localdate()}|{roles}|{query}".encode()).hexdigest()
+    return f"dashboard-figures:{digest}"
+
+
+def _figures_context(form: figures.DashboardFilterForm, seconds: int) -> dict[str, Any]:
     data = figures.build(form)
     scope = data["scope"]
     context = {
         "form": form,
+        "counted_at": timezone.now(),
+        "cache_seconds": seconds,
         **data,
         "outcomes": figures.STACK,
         "daily_charts": [
@@ -136,9 +170,4 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     }
     for rate in (*data["provider_rates"], *data["credential_rates"]):
         rate.meter = charts.meter(rate.rate, rate.percent)
-    name = fragment_or_page(request, TEMPLATE, "figures")
-    response = render(request, name, context)
-    if name != TEMPLATE:
-        query = form.query()
-        push_url(response, f"{request.path}?{query.urlencode()}" if query else request.path)
-    return response
+    return context

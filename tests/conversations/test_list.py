@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from convadmin.conversations.models import Conversation, Status
 from convadmin.lists.keyset import decode_cursor, encode_cursor, keyset_page
@@ -419,6 +420,36 @@ def test_a_search_that_fills_its_page_inside_the_window_says_nothing(support_cli
     assert "Narrow your search" not in response.content.decode()
 
 
+def test_a_slow_search_for_one_word_lists_its_whole_word_matches_and_says_so(support_client, monkeypatch):
+    from contextlib import contextmanager, nullcontext
+
+    from convadmin.conversations import queries
+
+    calls = []
+
+    @contextmanager
+    def first_attempt_slow(ms):  # the trigram attempt "runs past" its limit; the rest runs normally
+        calls.append(ms)
+        if len(calls) == 1:
+            raise queries.ListTimeout
+        with nullcontext():
+            yield
+
+    monkeypatch.setattr(queries, "time_limit", first_attempt_slow)
+    uuid = "a0244c49-5cef-406e-8f42-f24d780ee6d9"
+    found = [at(ConversationFactory(name=f"Row {i}"), T0 - timedelta(minutes=i)) for i in range(3)]
+    Conversation.objects.filter(pk=found[0].pk).update(search_text=f"order 1 {uuid} +15550000001")
+    Conversation.objects.filter(pk=found[2].pk).update(search_text=uuid)
+    Conversation.objects.filter(pk=found[1].pk).update(search_text=f"x{uuid}")  # inside a longer word
+    response = support_client.get(URL, {"q": uuid.upper()})
+    assert listed(response) == [found[0].pk, found[2].pk]
+    assert "Only records where the search is a whole word are listed" in response.content.decode()
+    assert "Narrow your search" not in response.content.decode()
+    calls.clear()
+    response = support_client.get(URL, {"q": "order 1"})  # two words: the window, as before
+    assert "Only records where the search is a whole word" not in response.content.decode()
+
+
 def test_a_list_query_past_the_statement_timeout_says_so_instead_of_failing(support_client, monkeypatch):
     from contextlib import contextmanager
 
@@ -437,6 +468,36 @@ def test_a_list_query_past_the_statement_timeout_says_so_instead_of_failing(supp
     assert listed(response) == []
     assert "These filters took too long and were stopped" in response.content.decode()
     assert "No conversation matches" not in response.content.decode()
+
+
+def test_only_filters_no_single_index_answers_run_under_the_time_guard(support_client, monkeypatch):
+    from contextlib import contextmanager
+
+    from convadmin.conversations import queries
+
+    record = ConversationFactory(name="Alpha")
+
+    @contextmanager
+    def cancelled(ms):
+        raise queries.ListTimeout
+        yield
+
+    monkeypatch.setattr(queries, "time_limit", cancelled)
+    # Pages a (filter, created_at, id) index reads in page-size steps: nothing to stop, never stopped.
+    day = timezone.localdate(record.created_at).isoformat()
+    for params in (
+        {},
+        {"provider": "twilio"},
+        {"status": "created"},
+        {"provider": "twilio", "status": "created"},
+    ):
+        for dates in ({}, {"since": day, "until": day}):
+            response = support_client.get(URL, {**params, **dates})
+            assert listed(response) == [record.pk], (params, dates)
+    # A combination no single index orders may read far: it runs under the guard, which says so.
+    response = support_client.get(URL, {"status": "created", "creator": record.created_by.username})
+    assert listed(response) == []
+    assert "These filters took too long and were stopped" in response.content.decode()
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="statement_timeout is PostgreSQL's")

@@ -311,3 +311,66 @@ def test_running_bulk_batches_are_listed_as_open_work(auditor_client, support):
     page = auditor_client.get("/conversations/dashboard/").content.decode()
     assert "1</strong> bulk batches running" in page
     assert f'href="/bulk/{running.pk}/"' in page and "june.csv" in page and "done.csv" not in page
+
+
+def test_credential_health_shows_when_a_kept_access_token_expires_and_no_secret(auditor_client, db):
+    soon = timezone.now() + timedelta(minutes=42, seconds=30)
+    graph = CredentialFactory(
+        label="Graph signed in",
+        provider="msgraph",
+        settings={"tenant_id": "contoso.onmicrosoft.com", "client_id": "c", "group_id": "g"},
+        secrets={
+            "client_secret": "graph-client-secret-value",
+            "refresh_token": "graph-refresh-token-value",
+            "access_token": "graph-access-token-value",
+            "access_token_expires_at": soon.isoformat(),
+        },
+    )
+    gone = timezone.now() - timedelta(hours=3, minutes=5)
+    CredentialFactory(
+        label="HighLevel OAuth",
+        provider="highlevel",
+        settings={"location_id": "tDtDnQdgm2LXpyiqYvZ6", "client_id": "app"},
+        secrets={"token": "hl-access-token-value", "token_expires_at": gone.isoformat()},
+    )
+    CredentialFactory(label="Twilio typed token")  # keeps no expiring token
+    html = auditor_client.get(URL).content.decode()
+    health = html.split('id="h-health"', 1)[1].split("</section>", 1)[0]
+    rows = {row.split("</a>", 1)[0].rsplit(">", 1)[1]: row for row in health.split("<tr>")[2:]}
+    assert "in 42\xa0minutes" in rows["Graph signed in"]
+    assert f'datetime="{soon:%Y-%m-%dT%H:%M:%S}' in rows["Graph signed in"]
+    assert "expired 3\xa0hours" in rows["HighLevel OAuth"]
+    assert 'data-label="Token expiry">—</td>' in rows["Twilio typed token"]
+    assert "unknown" not in health
+    for secret in ("graph-client-secret-value", "graph-refresh-token-value", "graph-access-token-value"):
+        assert secret not in html
+    assert "hl-access-token-value" not in html
+    assert graph.get_secrets()["access_token"] == "graph-access-token-value"  # read, not changed
+
+
+def test_figures_are_kept_for_a_minute_and_say_when_they_were_counted(auditor_client, fixture, settings):
+    from django.core.cache import cache
+
+    twilio, _ = fixture
+    three = "<strong>3</strong> \N{MULTIPLICATION SIGN} Twilio"  # the top reason, one more failure
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    cache.clear()
+    try:
+        first = auditor_client.get(URL)
+        html = first.content.decode()
+        assert "Figures as of <time" in html and "kept for up to 60 seconds" in html
+        record(twilio, at(0), Status.FAILED, error_code="50433", error_message="Participant already exists")
+        again = auditor_client.get(URL).content.decode()
+        assert again.count("Figures as of") == 1
+        figures = lambda page: page.split('<div id="figures"', 1)[1]  # noqa: E731
+        assert figures(again) == figures(html)  # the same figures until they expire
+        other = auditor_client.get(
+            URL, {"provider": "twilio"}
+        ).content.decode()  # another filter: counted now
+        assert three in other and three not in again
+        cache.clear()  # as when the minute is up
+        assert three in auditor_client.get(URL).content.decode()
+    finally:
+        cache.clear()
+    settings.DASHBOARD_CACHE_SECONDS = 0
+    assert "Figures as of" not in auditor_client.get(URL).content.decode()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
 import httpx
@@ -564,6 +565,17 @@ def test_it_refreshes_an_expired_oauth_token_and_retries_once(caplog: pytest.Log
     assert cred.secrets["refresh_token"] == NEW_REFRESH
     assert changes == [dict(cred.secrets)]
     assert_no_secret(http, caplog, "expired-access-token", REFRESH, CLIENT_SECRET, NEW_TOKEN, NEW_REFRESH)
+
+
+def test_a_refresh_stores_when_the_new_access_token_expires():
+    cred = oauth_credential()
+    http, _ = make_http(cred, oauth_handler())
+    before = datetime.now(UTC)
+    highlevel.create({"contactId": CONTACT}, cred, http)
+    expires = datetime.fromisoformat(cred.secrets[highlevel.TOKEN_EXPIRES_AT])
+    assert timedelta(seconds=86390) <= expires - before <= timedelta(seconds=86410)
+    # an expiry is no rotation: it is left out of the fingerprint and the rotation audit
+    assert highlevel.TOKEN_EXPIRES_AT in highlevel.CACHED_SECRETS
 
 
 def test_it_keeps_the_refresh_token_when_the_reply_has_none():
