@@ -197,7 +197,7 @@ def encoded(rows: Iterable[dict[str, Any]], fmt: str, header: Sequence[str]) -> 
 
 
 def write_chunks(
-    chunks: Iterable[tuple[bytes, int]],
+    chunks: Iterable[tuple[bytes, int | None]],
     out: IO[bytes],
     *,
     compress: bool = False,
@@ -206,15 +206,18 @@ def write_chunks(
 ) -> int:
     """Write ``chunks`` (``(bytes, rows so far)``, from :func:`encoded` or convadmin.lists.pg_export) to the
     binary file ``out`` (gzip when ``compress``), calling ``progress(rows so far)`` about every ``every``
-    seconds between chunks; return how many rows were written."""
+    seconds, after a chunk that says how many rows (None: not now, the database is busy); return how many
+    rows were written."""
     count = 0
     sink: IO[bytes] = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) if compress else out
     last = time.monotonic()
-    for data, count in chunks:
+    for data, rows in chunks:
         sink.write(data)
-        if time.monotonic() - last >= every:
-            progress(count)
-            last = time.monotonic()
+        if rows is not None:
+            count = rows
+            if time.monotonic() - last >= every:
+                progress(count)
+                last = time.monotonic()
     if compress:
         sink.close()  # writes the gzip trailer; ``out`` stays open
     return count

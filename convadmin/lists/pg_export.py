@@ -27,8 +27,9 @@ from django.db.models.functions import Cast
 from convadmin.lists.export import ExportList, csv_lines, lines
 from convadmin.lists.keyset import _older_than
 
-#: Rows per COPY statement: a few MB of lines held at once; progress is reported between statements.
-COPY_BATCH = 10_000
+#: Rows per COPY statement (progress is reported between statements), and lines handed out at once.
+COPY_BATCH = 20_000
+_HAND_OUT = 1000
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _SIGNATURE = 19  # binary COPY's file header, before the first row
@@ -69,11 +70,9 @@ def usable(spec: ExportList, qs: QuerySet) -> bool:
 
 def chunks(
     spec: ExportList, qs: QuerySet, fmt: str, *, batch: int = COPY_BATCH
-) -> Iterator[tuple[bytes, int]]:
-    """``qs``'s export as ``fmt``, newest first by ``(spec.field, id)``: ``(bytes, rows so far)`` per batch.
-
-    The connection is busy while a chunk is made, free between chunks.
-    """
+) -> Iterator[tuple[bytes, int | None]]:
+    """``qs``'s export as ``fmt``, newest first by ``(spec.field, id)``: ``(bytes, rows so far)`` at the end
+    of each batch, ``(bytes, None)`` within one. The connection is busy within a batch, free between."""
     assert spec.columns is not None
     statement = Statement.of(qs.model, spec.columns, spec.header, fmt)
     field = spec.field
@@ -90,8 +89,9 @@ def chunks(
                 .values_list(*statement.selected)[:batch]
                 .query.sql_with_params()
             )
-            out: list[Any] = []
-            left: list[tuple[int, int]] = []  # (index, id) of the lines left to Python
+            got = 0
+            out: list[Any] = []  # lines not yet handed out
+            left: list[tuple[int, int]] = []  # (index in out, id) of the lines left to Python
             with cursor.copy(
                 f"COPY ({statement.before}({rows}){statement.after}) TO STDOUT (FORMAT binary)", params
             ) as copy:
@@ -102,14 +102,18 @@ def chunks(
                     if not line:  # NULL
                         left.append((len(out), int.from_bytes(data[18:26], "big", signed=True)))
                     out.append(line)
+                    got += 1
+                    if len(out) >= _HAND_OUT and not left:  # written while PostgreSQL carries on
+                        yield b"".join(out), None
+                        out = []
                     last, data = data, copy.read()
                 for _ in copy:  # after the trailer: the statement's end
                     pass
             for index, pk in left:  # the COPY is over: the connection is free again
                 out[index] = _python_line(spec, qs, fmt, pk)
-            count += len(out)
+            count += got
             yield b"".join(out), count
-            if len(out) < batch:
+            if got < batch:
                 return
             micros = int.from_bytes(last[6:14], "big", signed=True)
             key = _PG_EPOCH + timedelta(microseconds=micros), int.from_bytes(last[18:26], "big", signed=True)
@@ -140,10 +144,11 @@ class Statement:
 
     @classmethod
     def of(cls, model: type[Model], columns: Mapping[str, str], header: Sequence[str], fmt: str) -> Statement:
-        kinds = [_kind(model, lookup) for lookup in columns.values()]
+        lookups = list(columns.values())
+        kinds = [_kind(model, lookup) for lookup in lookups]
         lists = [i for i, kind in enumerate(kinds) if kind == "list"]
-        # A JSON column's text, computed once (as part of the query the steps read).
-        selected = (*columns.values(), *(Cast(list(columns.values())[i], TextField()) for i in lists))
+        # A JSON column's text too, computed once (in the query the steps read).
+        selected = (*lookups, *(Cast(lookups[i], TextField()) for i in lists))
         names = [f"c{i}" for i in range(len(kinds))] + [f"t{i}" for i in lists]
         values = ", ".join(_value(kind, i, fmt) + f" AS v{i}" for i, kind in enumerate(kinds))
         at = {name: i for i, name in enumerate(columns)}
@@ -154,11 +159,16 @@ class Statement:
             names_ = ", ".join(f"v.v{at[name]} AS {_identifier(name)}" for name in header)
             line, lateral = "row_to_json(x)::text || E'\\n'", f", LATERAL (SELECT {names_}) AS x"
         complete = " AND ".join(f"v.v{i} IS NOT NULL" for i in lists) or "true"
+        # The key in the types chunks() reads; ordered at each step, so that PostgreSQL knows the order
+        # is kept (no sort) and the order is the query's, not an accident.
         before = (
-            f"SELECT v.k0, v.k1, CASE WHEN {complete} THEN {line} END FROM (SELECT q.c0 AS k0, "  # noqa: S608
-            f"q.c1 AS k1, {values} FROM "
+            f"SELECT v.k0, v.k1, CASE WHEN {complete} THEN {line} END FROM (SELECT "  # noqa: S608 (no input)
+            f"q.c0::timestamptz AS k0, q.c1::bigint AS k1, {values} FROM "
         )
-        after = f" AS q({', '.join(names)}) ORDER BY k0 DESC, k1 DESC OFFSET 0) AS v{lateral} ORDER BY v.k0 DESC, v.k1 DESC"
+        after = (
+            f" AS q({', '.join(names)}) ORDER BY k0 DESC, k1 DESC OFFSET 0) AS v{lateral} "
+            "ORDER BY v.k0 DESC, v.k1 DESC"
+        )
         return cls(selected, before.replace("%", "%%"), after.replace("%", "%%"))
 
 

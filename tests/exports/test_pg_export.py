@@ -3,6 +3,7 @@ byte for byte what the Python path writes, whatever the values."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,7 @@ from convadmin.audit.views import AUDIT_EXPORT
 from convadmin.conversations.export import CONVERSATIONS_EXPORT
 from convadmin.conversations.models import Conversation
 from convadmin.lists import pg_export
-from convadmin.lists.export import dict_rows, encoded
+from convadmin.lists.export import dict_rows, encoded, write_chunks
 from tests.factories import ConversationFactory, CredentialFactory, UserFactory
 
 pytestmark = [
@@ -108,6 +109,12 @@ PARTICIPANTS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _small_hand_outs(monkeypatch):
+    """Lines handed out three at a time within a batch (and held back after one left to Python)."""
+    monkeypatch.setattr(pg_export, "_HAND_OUT", 3)
+
+
 def both_ways(spec, qs, fmt: str, batch: int) -> tuple[bytes, bytes]:
     python = b"".join(data for data, _ in encoded(spec.rows(qs, fmt), fmt, spec.header))
     postgres = b"".join(data for data, _ in pg_export.chunks(spec, qs, fmt, batch=batch))
@@ -163,6 +170,21 @@ def test_postgresql_writes_the_same_bytes_as_python(nasty_conversations, fmt, ba
     python, postgres = both_ways(CONVERSATIONS_EXPORT, qs, fmt, batch)
     assert len(python.splitlines()) >= len(nasty_conversations)
     assert postgres == python
+
+
+def test_progress_is_reported_between_statements_while_the_lines_are_written(nasty_conversations):
+    seen = []
+
+    def progress(count):  # as the job does: a query, which needs the connection free
+        seen.append((count, Conversation.objects.count()))
+
+    qs = CONVERSATIONS_EXPORT.queryset({})
+    out = io.BytesIO()
+    chunks = pg_export.chunks(CONVERSATIONS_EXPORT, qs, "jsonl", batch=7)
+    total = write_chunks(chunks, out, progress=progress, every=0)
+    assert total == qs.count() == len(out.getvalue().splitlines())
+    counts = [count for count, _ in seen]
+    assert counts == sorted(counts) and counts[-1] == total and len(counts) >= total // 7
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
