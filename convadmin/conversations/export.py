@@ -74,4 +74,6 @@ CONVERSATIONS_EXPORT = ExportList(
         EventType.CONVERSATIONS_EXPORTED, actor=request.user, ip=client_ip(request), extra=details
     ),
     list_url="conversations",
+    columns=CONVERSATION_COLUMNS,
+    field="created_at",
 )

@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from convadmin.exports.models import Export, Status
 from convadmin.exports.services import export_storage
-from convadmin.lists.export import estimate_rows, registered, write_rows
+from convadmin.lists import pg_export
+from convadmin.lists.export import encoded, estimate_rows, registered, write_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -95,20 +96,17 @@ def _write(export: Export) -> None:
         raise ValueError(f"the filters are no longer valid: {problems}")
     qs = spec.queryset(form.filters())
     Export.objects.filter(pk=export.pk).update(rows_estimate=estimate_rows(qs))
+    if pg_export.usable(spec, qs):  # the same bytes, written by PostgreSQL
+        chunks = pg_export.chunks(spec, qs, export.format)
+    else:
+        chunks = encoded(spec.rows(qs, export.format), export.format, spec.header)
 
     folder = Path(settings.EXPORT_TMP_DIR)
     _private_folder(folder)
     fd, partial_path = tempfile.mkstemp(prefix=f"export-{export.pk}-", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:
-            count = write_rows(
-                spec.rows(qs, export.format),
-                export.format,
-                spec.header,
-                out,
-                compress=export.gzip,
-                progress=partial(_progress, export.pk),
-            )
+            count = write_chunks(chunks, out, compress=export.gzip, progress=partial(_progress, export.pk))
         size = os.path.getsize(partial_path)
         storage = export_storage()
         with open(partial_path, "rb") as done_file:
