@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Model
 from django.db.models.functions import Substr, TruncHour
 from django.db.models.signals import post_delete, post_save, pre_save
@@ -81,15 +81,27 @@ def bucket(values: dict[str, Any]) -> tuple | None:
 
 
 def _add(model: type[Model], fields: dict[str, Any], delta: int) -> None:
-    if model.objects.filter(**fields).update(count=F("count") + delta):
-        if delta < 0:  # a settled pending record leaves no empty row behind: open work stays a short read
-            model.objects.filter(**fields, count=0).delete()
-        return
-    try:
-        with transaction.atomic():
-            model.objects.create(**fields, count=delta)
-    except IntegrityError:  # created meanwhile by another save
-        model.objects.filter(**fields).update(count=F("count") + delta)
+    """One upsert (PostgreSQL and SQLite both have ``ON CONFLICT … DO UPDATE``): it runs in every save that
+    settles a record, so it is one statement, not an update, a savepoint and an insert."""
+    table, names = model._meta.db_table, list(fields)
+    ops = connection.ops
+    values = [
+        ops.adapt_datetimefield_value(value)
+        if isinstance(value, datetime)
+        else ops.adapt_datefield_value(value)
+        if isinstance(value, date)
+        else value
+        for value in fields.values()
+    ]
+    key = ", ".join(names)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({key}, count) VALUES ({', '.join(['%s'] * (len(names) + 1))}) "  # noqa: S608
+            f"ON CONFLICT ({key}) DO UPDATE SET count = {table}.count + excluded.count",
+            [*values, delta],
+        )
+    if delta < 0:  # a settled pending record leaves no empty row behind: open work stays a short read
+        model.objects.filter(**fields, count=0).delete()
 
 
 def bump(key: tuple, delta: int) -> None:
