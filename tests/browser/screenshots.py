@@ -5,6 +5,8 @@ Not part of `make browser` (pytest collects this file only when it is named on t
 
 from __future__ import annotations
 
+import csv
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from convadmin.dashboard import rollup
-from tests.browser.conftest import DEMO_PASSWORD, log_in, start_conversation
+from tests.browser.conftest import DEMO_PASSWORD, htmx_settled, log_in, start_conversation
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 MAX_BYTES = 300_000
@@ -25,7 +27,17 @@ def shoot(page, name: str, *, full_page: bool = False) -> None:
     assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size} bytes: crop it"
 
 
-def test_readme_screenshots(page, demo):
+def _upload(page, path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    page.get_by_label("Credential").select_option(label="Sandbox Twilio (Twilio Conversations)")
+    page.get_by_label("File").set_input_files(str(path))
+    page.get_by_role("button", name="Check the file").click()
+
+
+def test_readme_screenshots(page, demo, tmp_path):
     rollup.roll_up_latency(now=timezone.now() + timedelta(minutes=10))  # the job waits for calls to settle
     log_in(page, "demo", DEMO_PASSWORD)
     expect(page.get_by_role("heading", name="Creates per day")).to_be_visible()
@@ -60,6 +72,50 @@ def test_readme_screenshots(page, demo):
     row.get_by_label("Proxy address").press("Tab")
     expect(page.locator("#err-participants-1-messaging_binding-proxy_address")).to_be_empty()
     shoot(page, "new-conversation", full_page=True)
+
+    # Save the form as a template, then edit the body as JSON with a field the form does not show, wrongly.
+    page.get_by_text("Save as template", exact=True).first.click()
+    page.get_by_label("Template name").fill("Order follow-up")
+    page.get_by_label("Share with everyone who creates conversations").check()
+    page.get_by_role("button", name="Save as template").click()
+    expect(page.locator("#form-notice")).to_contain_text("Saved as template")
+    page.get_by_role("button", name="Edit as JSON").click()
+    editor = page.get_by_label("Request body (JSON)")
+    expect(editor).to_be_visible()
+    htmx_settled(page)
+    body = json.loads(editor.input_value())
+    editor.fill(json.dumps({**body, "X-Twilio-Webhook-Enabled": "sometimes"}, indent=2))
+    expect(page.locator("#json-errors")).to_contain_text("X-Twilio-Webhook-Enabled")
+    shoot(page, "json-editor", full_page=True)
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Templates").click()
+    expect(page.get_by_role("button", name="Delete Order follow-up")).to_be_visible()
+    shoot(page, "templates")
+
+    # Bulk create: a file with two mistakes, its report; fixed, sent, the batch's results.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Bulk create").click()
+    header = ["FriendlyName", "UniqueName", "State", "participant1.identity"]
+    rows = [
+        {
+            "FriendlyName": f"Onboarding {n}",
+            "UniqueName": f"onboard-{n}",
+            "participant1.identity": f"cust-{n}",
+        }
+        for n in range(1, 7)
+    ]
+    rows[2]["State"] = "closed"
+    rows[4]["UniqueName"] = "onboard-1"
+    _upload(page, tmp_path / "onboarding.csv", header, rows)
+    expect(page.locator("#summary")).to_have_text("4 ready, 2 with errors")
+    shoot(page, "bulk-report", full_page=True)
+    page.get_by_role("link", name="Fix the file and upload again").click()
+    rows[2]["State"] = ""
+    rows[4]["UniqueName"] = "onboard-5"
+    _upload(page, tmp_path / "onboarding-fixed.csv", header, rows)
+    page.get_by_role("button", name="Send the 6 valid rows").click()
+    expect(page.locator("#batch-status")).to_have_text("Done")
+    expect(page.locator("#counts")).to_contain_text("Created: 6")
+    shoot(page, "bulk-batch", full_page=True)
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Credentials").click()
     expect(page.get_by_role("link", name="Sandbox Twilio", exact=True)).to_be_visible()
