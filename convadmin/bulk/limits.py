@@ -63,6 +63,11 @@ def hold(credential: Credential, seconds: float) -> None:
         pace.save(update_fields=["next_at"])
 
 
+def lock(credential: Credential) -> Pace:
+    """The credential's pace row, locked until the transaction ends: what serialises its senders' claims."""
+    return _locked(credential)
+
+
 def _locked(credential: Credential) -> Pace:
     Pace.objects.get_or_create(credential=credential)
     return Pace.objects.select_for_update().get(credential=credential)

@@ -89,7 +89,11 @@ class BatchRow(models.Model):
 
     class Meta:
         ordering = ["number"]
-        indexes = [models.Index(fields=["batch", "status", "number"], name="bulk_row_status")]
+        indexes = [
+            models.Index(fields=["batch", "status", "number"], name="bulk_row_status"),
+            # The live claims of a credential (its rows in flight): a short range of future times.
+            models.Index(fields=["claimed_until"], name="bulk_row_claim"),
+        ]
         constraints = [models.UniqueConstraint(fields=["batch", "number"], name="bulk_row_number")]
 
     def __str__(self) -> str:

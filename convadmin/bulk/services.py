@@ -370,11 +370,21 @@ def _claim(batch: Batch, generation: int, sender: str) -> BatchRow | None:
             .order_by("number")
             .first()
         )
-        if row is None:
+        if row is None or _credential_busy(batch, now):
             return _NOTHING
         row.claimed_until, row.claimed_by = now + claim_lease(), sender
         row.save(update_fields=["claimed_until", "claimed_by"])
     return row
+
+
+def _credential_busy(batch: Batch, now: Any) -> bool:
+    """Has the credential its concurrency's worth of rows in flight, counting every batch of it? Its claims are
+    taken one at a time (its pace row locked until the claim's transaction ends), so two batches never overrun it."""
+    limits.lock(batch.credential)
+    live = BatchRow.objects.filter(
+        batch__credential_id=batch.credential_id, status__in=UNSETTLED, claimed_until__gt=now
+    ).count()
+    return live >= batch.concurrency
 
 
 def _wait(batch: Batch, generation: int, seconds: float, row: BatchRow | None = None) -> bool:

@@ -130,6 +130,24 @@ def test_senders_claim_rows_in_file_order_never_the_same_one_and_take_over_an_ex
     assert services._claim(batch, batch.generation - 1, "old run") is None  # an earlier run stops
 
 
+def test_the_concurrency_holds_for_the_credential_across_its_batches(settings):
+    settings.TASKS = DATABASE_TASKS
+    settings.BULK_LIMITS = {"one at a time": (5, 1, 1)}
+    credential = twilio_credential(label="one at a time")
+    first = services.do_start_batch(draft("FriendlyName\nA\nB\n", credential), acting_user=UserFactory())
+    second = services.do_start_batch(draft("FriendlyName\nC\n", credential), acting_user=UserFactory())
+    held = services._claim(first, first.generation, "first")
+    assert held.number == 2
+    # The credential has its one row in flight: neither batch may claim another, whichever sender asks.
+    assert services._claim(second, second.generation, "second") is services._NOTHING
+    assert services._claim(first, first.generation, "first, again") is services._NOTHING
+    other = draft("FriendlyName\nD\n", label="another credential")
+    other = services.do_start_batch(other, acting_user=UserFactory())
+    assert services._claim(other, other.generation, "other").number == 2  # another credential: its own count
+    BatchRow.objects.filter(pk=held.pk).update(status=RowStatus.CREATED)  # settled
+    assert services._claim(second, second.generation, "second").number == 2
+
+
 def test_a_429_holds_the_credential_for_retry_after_and_sends_the_row_again(respx_mock, slept):
     batch = draft("FriendlyName\nA\n")
     too_many = twilio_error(20429, "Too many concurrent requests", 429)
