@@ -47,7 +47,7 @@ def limit_for(credential: Credential) -> Limit:
 def reserve(credential: Credential, interval: float) -> float:
     """Take the credential's next send slot: how many seconds from now it is (0: at once)."""
     with transaction.atomic():
-        pace = _locked(credential)
+        pace = lock(credential)
         now = clock()
         slot = max(now, pace.next_at)
         pace.next_at = slot + interval
@@ -58,16 +58,13 @@ def reserve(credential: Credential, interval: float) -> float:
 def hold(credential: Credential, seconds: float) -> None:
     """No slot of the credential before ``seconds`` from now (the provider answered 429)."""
     with transaction.atomic():
-        pace = _locked(credential)
+        pace = lock(credential)
         pace.next_at = max(pace.next_at, clock() + seconds)
         pace.save(update_fields=["next_at"])
 
 
 def lock(credential: Credential) -> Pace:
-    """The credential's pace row, locked until the transaction ends: what serialises its senders' claims."""
-    return _locked(credential)
-
-
-def _locked(credential: Credential) -> Pace:
+    """The credential's pace row, locked until the transaction ends: its slots, and its senders' claims, are taken
+    one at a time."""
     Pace.objects.get_or_create(credential=credential)
     return Pace.objects.select_for_update().get(credential=credential)
