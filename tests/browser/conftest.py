@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -106,3 +107,23 @@ def htmx_settled(page) -> None:
     attributes of new content when it settles (20 ms after the swap), so typing into a field before then
     fires no htmx request. A person never types that fast; a test under load can."""
     page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
+
+
+def upload(
+    page,
+    path,
+    header: list[str],
+    rows: list[dict[str, str]],
+    template: str = "",
+    credential: str = "Twilio QA",
+) -> None:
+    """Write ``rows`` as a CSV file at ``path`` and check it with the Twilio ``credential`` (and ``template``)."""
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    page.get_by_label("Credential").select_option(label=f"{credential} (Twilio Conversations)")
+    page.get_by_label("File").set_input_files(str(path))
+    if template:
+        page.get_by_label("Template (optional)").select_option(label=f"{template} (Twilio Conversations)")
+    page.get_by_role("button", name="Check the file").click()

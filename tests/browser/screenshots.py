@@ -5,7 +5,6 @@ Not part of `make browser` (pytest collects this file only when it is named on t
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +13,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from convadmin.dashboard import rollup
-from tests.browser.conftest import DEMO_PASSWORD, htmx_settled, log_in, start_conversation
+from tests.browser.conftest import DEMO_PASSWORD, htmx_settled, log_in, start_conversation, upload
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 MAX_BYTES = 300_000
@@ -25,16 +24,6 @@ def shoot(page, name: str, *, full_page: bool = False) -> None:
     path = DOCS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page, caret="initial")  # see conftest.screenshot
     assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size} bytes: crop it"
-
-
-def _upload(page, path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    page.get_by_label("Credential").select_option(label="Sandbox Twilio (Twilio Conversations)")
-    page.get_by_label("File").set_input_files(str(path))
-    page.get_by_role("button", name="Check the file").click()
 
 
 def test_readme_screenshots(page, demo, tmp_path):
@@ -105,13 +94,13 @@ def test_readme_screenshots(page, demo, tmp_path):
     ]
     rows[2]["State"] = "closed"
     rows[4]["UniqueName"] = "onboard-1"
-    _upload(page, tmp_path / "onboarding.csv", header, rows)
+    upload(page, tmp_path / "onboarding.csv", header, rows, credential="Sandbox Twilio")
     expect(page.locator("#summary")).to_have_text("4 ready, 2 with errors")
     shoot(page, "bulk-report", full_page=True)
     page.get_by_role("link", name="Fix the file and upload again").click()
     rows[2]["State"] = ""
     rows[4]["UniqueName"] = "onboard-5"
-    _upload(page, tmp_path / "onboarding-fixed.csv", header, rows)
+    upload(page, tmp_path / "onboarding-fixed.csv", header, rows, credential="Sandbox Twilio")
     page.get_by_role("button", name="Send the 6 valid rows").click()
     expect(page.locator("#batch-status")).to_have_text("Done")
     expect(page.locator("#counts")).to_contain_text("Created: 6")

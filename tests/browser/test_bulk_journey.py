@@ -12,23 +12,10 @@ from convadmin.bulk import services
 from convadmin.bulk.models import Batch
 from convadmin.credentials.services import parse
 from convadmin.drafts.models import ConversationTemplate
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.conftest import log_in, screenshot, upload
 from tests.factories import CredentialFactory, UserFactory
 
 PASSWORD = "correct horse battery"  # UserFactory's
-
-
-def upload(page, path, header: list[str], rows: list[dict[str, str]], template: str = "") -> None:
-    """Write ``rows`` as a CSV file at ``path`` and check it with the Twilio QA credential (and ``template``)."""
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    page.get_by_label("Credential").select_option(label="Twilio QA (Twilio Conversations)")
-    page.get_by_label("File").set_input_files(str(path))
-    if template:
-        page.get_by_label("Template (optional)").select_option(label=f"{template} (Twilio Conversations)")
-    page.get_by_role("button", name="Check the file").click()
 
 
 def test_support_uploads_fixes_sends_and_exports_a_bulk_file(page, sandbox, tmp_path, settings):
